@@ -1,0 +1,155 @@
+/*
+ * config.h: the dotsgw configuration (libconfig syntax), loaded and
+ * validated as a whole before anything uses it.
+ *
+ * Every key is described by one row of the table in config.c (path, type,
+ * bounds or enum, default). Unknown keys are errors. Each error is
+ * reported as "FILE:LINE: KEY: reason"; config_load() collects them all
+ * rather than stopping at the first one.
+ *
+ * File shape (see config/*.conf for complete samples):
+ *
+ *   gateway = {
+ *     mode = "map";                 # only "map" exists so far
+ *     server-domain = false;        # insert cdid upstream (RFC 9132 §4.4.1.2)
+ *     insecure-lab = false;         # allow plain coap/coap+tcp: lab only
+ *     log-level = "info";           # err | warn | info | debug
+ *     hop-limit = 16;               # RFC 8768 initial Hop-Limit, 1..255
+ *     max-body = 8192;              # bytes; larger request bodies get 4.13
+ *     request-timeout = 20;         # s an upstream has to answer a relayed request
+ *     id = "dotsgw.example";        # names this gateway in 5.08 diagnostics
+ *   };
+ *   server = {                      # the downstream (server) half
+ *     listen = ( { transport = "dtls"; address = "::"; port = 4646; }, ... );
+ *                                   # transport: dtls | tls | udp | tcp
+ *     psk-hint = "dotsgw";
+ *     cert = "/etc/dotsgw/server.pem"; key = "..."; ca = "...";
+ *     session = {                   # what the gateway accepts from clients
+ *       heartbeat-interval = [15, 30, 240];   # [min, default, max]
+ *       missing-hb-allowed = [3, 15, 30]; (same shape for every parameter)
+ *       probing-rate = [...]; max-retransmit = [...];
+ *       ack-timeout = [1.0, 2.0, 30.0]; ack-random-factor = [1.1, 1.5, 4.0];
+ *     };
+ *   };
+ *   clients = (                     # downstream DOTS clients
+ *     { name = "alice";
+ *       psk-identity = "alice"; psk-key = "secret";  # or:
+ *       cert-name = "alice.example";                  # CN/SAN of a CA-verified cert
+ *       upstream = "provider";
+ *       allowed-prefixes = [ "203.0.113.0/24" ];
+ *       allowed-fqdns = [ "example.com" ];
+ *       allowed-uris = [ "https://example.com/" ];
+ *       allowed-ports = [ "0-65535" ];
+ *       allow-aliases = false; }
+ *   );
+ *   upstreams = (                   # DOTS servers
+ *     { name = "provider"; address = "192.0.2.1"; port = 4646;
+ *       transport = "dtls";
+ *       psk-identity = "gw"; psk-key = "secret";     # or:
+ *       cert = "..."; key = "..."; ca = "..."; server-name = "dots.example";
+ *       heartbeat-interval = 30; missing-hb-allowed = 5;
+ *       reconnect-min = 60; reconnect-max = 300; }
+ *   );
+ */
+#ifndef DG_CONFIG_H
+#define DG_CONFIG_H
+
+#include "../common/dg.h"
+#include "../common/model.h"
+
+enum gw_transport { GW_TR_DTLS, GW_TR_TLS, GW_TR_UDP, GW_TR_TCP };
+const char *gw_transport_name(enum gw_transport t);
+static inline bool gw_transport_reliable(enum gw_transport t)
+{
+	return t == GW_TR_TLS || t == GW_TR_TCP;
+}
+static inline bool gw_transport_secure(enum gw_transport t)
+{
+	return t == GW_TR_DTLS || t == GW_TR_TLS;
+}
+
+enum gw_mode { GW_MODE_MAP };
+
+struct gw_listen {
+	enum gw_transport transport;
+	char *address; /* numeric IPv4 or IPv6 */
+	uint16_t port;
+	int line;
+};
+
+/* Client or upstream credentials: PSK and/or X.509 files. */
+struct gw_cred {
+	char *psk_identity;
+	uint8_t *psk_key; size_t psk_key_len; /* raw bytes of the configured string */
+	char *cert, *key, *ca; /* PEM file paths */
+};
+
+struct gw_upstream;
+
+struct gw_client {
+	char *name;
+	char *psk_identity; uint8_t *psk_key; size_t psk_key_len;
+	char *cert_name;       /* matched against CN or a DNS SAN */
+	char *upstream_name;
+	struct gw_upstream *upstream; /* resolved at load time */
+	struct model_scope_policy scope;
+	int line;
+};
+
+struct gw_upstream {
+	char *name;
+	char *address;         /* numeric IP or host name */
+	uint16_t port;
+	enum gw_transport transport;
+	struct gw_cred cred;
+	char *server_name;     /* expected certificate name, SNI */
+	uint32_t heartbeat_interval; /* s, asked for in PUT /config */
+	uint32_t missing_hb_allowed;
+	uint32_t reconnect_min, reconnect_max; /* s, backoff bounds */
+	int line;
+};
+
+struct gw_config {
+	char *path;
+	enum gw_mode mode;
+	bool server_domain;
+	bool insecure_lab;
+	enum dg_log_level log_level;
+	uint32_t hop_limit;
+	uint32_t max_body;
+	uint32_t request_timeout; /* s */
+	char *id;
+
+	struct gw_listen *listen; size_t nlisten;
+	struct gw_cred server_cred; /* psk_identity = hint; cert/key/ca */
+	struct model_session_limits session_mitigating, session_idle;
+	struct model_session_config session_default;
+
+	struct gw_client *clients; size_t nclients;
+	struct gw_upstream *upstreams; size_t nupstreams;
+};
+
+/*
+ * Loads and validates path. On success returns 0 and *out (free with
+ * config_free). On failure returns DG_EINVAL (or DG_ENOMEM / DG_EIO when
+ * the file cannot be read), *out is NULL, and every error found has been
+ * passed to report() as "FILE:LINE: KEY: reason" (one call per error).
+ * Cross-checks: clients refer to existing upstreams, names are unique,
+ * each client has exactly one of PSK or cert-name, PSK identities and
+ * cert-names are unique, plain transports need gateway.insecure-lab,
+ * secure listeners need credentials (PSK clients or server cert+key),
+ * every [min, default, max] is ordered, prefixes are canonical.
+ */
+typedef void (*config_report_fn)(const char *line, void *arg);
+int config_load(const char *path, struct gw_config **out,
+		config_report_fn report, void *arg);
+void config_free(struct gw_config *cfg);
+
+const struct gw_client *config_client_by_psk(const struct gw_config *cfg,
+					     const uint8_t *id, size_t len);
+const struct gw_client *config_client_by_cert_name(const struct gw_config *cfg,
+						   const char *name);
+const struct gw_upstream *config_upstream_by_name(const struct gw_config *cfg,
+						  const char *name);
+
+#endif
