@@ -1,0 +1,177 @@
+/*
+ * core.h: the B2BUA engine, sans I/O.
+ *
+ * The core never touches a socket, a TLS library or a clock. The daemon
+ * (gateway/io_coap.c) turns each libcoap callback into one core_on_*()
+ * call, passing the current monotonic time, and carries out the actions
+ * the core appends to a struct core_actions: reply to a downstream
+ * request, send a notification, open/close/send on an upstream session,
+ * send a request to a downstream client, close a downstream session.
+ * core_next_expiry() says when core_on_expiry() must be called next.
+ *
+ * Objects on either side are named by ids the core hands out or receives
+ * (dn session ids come from io; upstream session ids and tokens from the
+ * core); the two halves never hold pointers into each other.
+ *
+ * This issue implements map mode (RFC 8811 §2.2.3, one upstream session
+ * per downstream client, the client's cuid and mid kept, a cdid inserted
+ * by a server-domain gateway). Aggregation, pools and recursion plug in at
+ * the places marked "mode".
+ */
+#ifndef DG_CORE_H
+#define DG_CORE_H
+
+#include <jansson.h>
+
+#include "dg.h"
+#include "model.h"
+
+struct gw_config;
+struct gw_client;
+struct gw_upstream;
+struct core;
+
+enum core_method { CORE_GET = 1, CORE_POST = 2, CORE_PUT = 3, CORE_DELETE = 4 };
+
+#define CORE_TOKEN_MAX 8
+
+/* A downstream request, as io_coap decoded it from a CoAP PDU. */
+struct core_request {
+	uint64_t dn_sid;      /* session it arrived on */
+	uint64_t req_id;      /* io's handle for a deferred reply */
+	enum core_method method;
+	const char *const *path; size_t npath;     /* Uri-Path segments */
+	const char *const *query; size_t nquery;   /* Uri-Query options */
+	bool has_observe; uint32_t observe;
+	bool has_if_match; bool if_match_empty;
+	bool has_hop_limit; uint32_t hop_limit;
+	bool has_content_format; uint32_t content_format;
+	bool unknown_critical; /* an unrecognised critical option (4.02) */
+	bool confirmable;      /* CON on an unreliable transport */
+	uint8_t token[CORE_TOKEN_MAX]; size_t token_len;
+	const uint8_t *body; size_t body_len;
+};
+
+/* A response or notification received on an upstream session. */
+struct core_response {
+	uint64_t up_id;
+	uint8_t token[CORE_TOKEN_MAX]; size_t token_len;
+	int code;               /* 201, 404, ... */
+	bool has_observe; uint32_t observe;
+	bool has_max_age; uint32_t max_age;
+	bool has_content_format; uint32_t content_format;
+	const uint8_t *body; size_t body_len;
+};
+
+/* An outgoing CoAP message. Ownership of path and payload moves with the
+ * action; core_actions_clear() frees them. */
+struct core_msg {
+	int code;               /* method for requests, 201... for responses */
+	bool confirmable;       /* CON rather than NON on unreliable transports */
+	uint8_t token[CORE_TOKEN_MAX]; size_t token_len;
+	char *path;             /* requests: "/.well-known/dots/..." */
+	bool has_observe; uint32_t observe;
+	bool if_match_empty;
+	bool has_hop_limit; uint32_t hop_limit;
+	bool has_max_age; uint32_t max_age;
+	bool has_size1; uint32_t size1;
+	int content_format;     /* -1: none */
+	uint8_t *payload; size_t payload_len;
+};
+
+enum core_act_type {
+	CORE_ACT_REPLY,      /* answer dn request req_id on dn_sid */
+	CORE_ACT_NO_REPLY,   /* forget req_id: RFC 9132 says drop silently */
+	CORE_ACT_DN_SEND,    /* a request or notification on dn_sid */
+	CORE_ACT_DN_CLOSE,   /* close dn_sid */
+	CORE_ACT_UP_OPEN,    /* create upstream session up_id to upstream */
+	CORE_ACT_UP_CLOSE,   /* release upstream session up_id */
+	CORE_ACT_UP_SEND,    /* send msg on upstream session up_id */
+};
+
+struct core_action {
+	enum core_act_type type;
+	uint64_t dn_sid, req_id, up_id;
+	const struct gw_upstream *upstream;
+	struct core_msg msg;
+};
+
+struct core_actions {
+	struct core_action *v;
+	size_t n, cap;
+};
+void core_actions_clear(struct core_actions *a);
+void core_actions_free(struct core_actions *a);
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+/* cfg must outlive the core. Returns NULL when out of memory.
+ * seed randomises upstream tokens (io passes random bytes). */
+struct core *core_new(const struct gw_config *cfg, uint64_t seed);
+void core_free(struct core *c);
+
+/* ---- downstream events ------------------------------------------------- */
+
+struct core_dn_info {
+	enum { CORE_TR_DTLS, CORE_TR_TLS, CORE_TR_UDP, CORE_TR_TCP } transport;
+	const struct gw_client *client; /* authenticated client; NULL = none */
+	const char *cdid;  /* derived from the credential (IDENT_LEN chars) */
+	const char *peer;  /* printable address, for logs */
+};
+
+/* A downstream session is established (handshake done). */
+int core_on_dn_session(struct core *c, uint64_t dn_sid,
+		       const struct core_dn_info *info, dg_time_ms now,
+		       struct core_actions *out);
+/* A downstream session is gone; pending replies to it are dropped. */
+void core_on_dn_session_down(struct core *c, uint64_t dn_sid, dg_time_ms now,
+			     struct core_actions *out);
+/* A request from a downstream client. Always appends exactly one REPLY or
+ * NO_REPLY for req->req_id, now or in a later call. */
+void core_on_dn_request(struct core *c, const struct core_request *req,
+			dg_time_ms now, struct core_actions *out);
+/* A response from a downstream client to a request the gateway sent
+ * (its heartbeat), or an RST (code 0) to a notification. */
+void core_on_dn_response(struct core *c, uint64_t dn_sid, const uint8_t *token,
+			 size_t token_len, int code, dg_time_ms now,
+			 struct core_actions *out);
+
+/* ---- upstream events --------------------------------------------------- */
+
+enum core_up_event {
+	CORE_UP_CONNECTED, /* (D)TLS/TCP established (or plain UDP created) */
+	CORE_UP_FAILED,    /* could not be established */
+	CORE_UP_CLOSED,    /* closed by the peer or by an error */
+};
+void core_on_up_event(struct core *c, uint64_t up_id, enum core_up_event ev,
+		      dg_time_ms now, struct core_actions *out);
+void core_on_up_response(struct core *c, const struct core_response *rsp,
+			 dg_time_ms now, struct core_actions *out);
+/* A CON request the library gave up on (no ACK after MAX_RETRANSMIT). */
+void core_on_up_nack(struct core *c, uint64_t up_id, const uint8_t *token,
+		     size_t token_len, dg_time_ms now, struct core_actions *out);
+/* A request an upstream server sent us (its heartbeat). Returns the code
+ * to answer with (204, or 400/404/405). */
+int core_on_up_request(struct core *c, uint64_t up_id,
+		       const struct core_request *req, dg_time_ms now,
+		       struct core_actions *out);
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* Absolute time of the next deadline, or UINT64_MAX when there is none. */
+dg_time_ms core_next_expiry(const struct core *c);
+void core_on_expiry(struct core *c, dg_time_ms now, struct core_actions *out);
+
+/* ---- introspection (tests, logs, later the control socket) -------------- */
+
+struct core_stats {
+	size_t dn_sessions, up_sessions, up_ready, mitigations, dn_observers,
+	       up_pending;
+};
+void core_get_stats(const struct core *c, struct core_stats *st);
+
+/* Stops: withdraws nothing (mitigations outlive the gateway upstream),
+ * closes every session. */
+void core_shutdown(struct core *c, struct core_actions *out);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * io_coap.h: the only place dotsgw touches libcoap, sockets and the clock.
+ *
+ * Two libcoap contexts share one libuv loop: the server context holds the
+ * downstream endpoints (DTLS/TLS, plain only in lab mode) and the client
+ * context the upstream sessions. They are separate because a libcoap
+ * context keeps one set of PSK/PKI credentials, and a client PKI session
+ * would overwrite the server's certificate (LIBRARY-NOTES.md).
+ *
+ * Every libcoap callback becomes one core_on_*() call; the actions the
+ * core returns are carried out at once, except session releases, which
+ * wait until coap_io_process() has returned (releasing inside a libcoap
+ * callback crashes 4.3.1).
+ */
+#ifndef DG_IO_COAP_H
+#define DG_IO_COAP_H
+
+#include <uv.h>
+
+#include "config.h"
+
+struct io;
+
+/*
+ * Creates both contexts, opens every configured listener and starts
+ * watching them on loop. Returns 0, DG_EIO (a listener or credential
+ * could not be set up: the reason was logged) or DG_ENOMEM.
+ */
+int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out);
+
+/* Closes every session and handle; the loop then runs until empty, after
+ * which io_free() releases the rest. */
+void io_stop(struct io *io);
+void io_free(struct io *io);
+
+#endif
