@@ -1062,8 +1062,7 @@ static struct up_sess *up_create(struct core *c, struct client_st *cl,
 		return NULL;
 	}
 	cl->up = u;
-	dg_info(LOG_UP, "[%s] opening for client=%s transport=%s", ucfg->name,
-		cl->cfg->name, gw_transport_name(ucfg->transport));
+	dg_info(LOG_UP, "[%s] opening for client=%s", ucfg->name, cl->cfg->name);
 	up_open(c, u, now, out);
 	return u;
 }

@@ -1,7 +1,936 @@
+/*
+ * test_core.c: the relay engine driven without sockets. Each test plays
+ * a downstream client and an upstream server by hand: it feeds events,
+ * inspects the actions, and answers them.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
-static void placeholder(void **state) { (void)state; }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(placeholder) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include "cbor.h"
+#include "core.h"
+#include "ident.h"
+#include "../../gateway/config.h"
+
+struct fix {
+	struct gw_config cfg;
+	struct gw_upstream up;
+	struct gw_client cl[2];
+	struct core *core;
+	struct core_actions out;
+	dg_time_ms now;
+};
+
+static struct fix *fx;
+
+static int setup_common(void **state, bool server_domain)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	struct prefix p;
+
+	f->up.name = "provider";
+	f->up.address = "127.0.0.1";
+	f->up.port = 4646;
+	f->up.transport = GW_TR_DTLS;
+	f->up.heartbeat_interval = 2;
+	f->up.missing_hb_allowed = 3;
+	f->up.reconnect_min = 1;
+	f->up.reconnect_max = 8;
+	for (int i = 0; i < 2; i++) {
+		f->cl[i].name = i ? "bob" : "alice";
+		f->cl[i].psk_identity = i ? "bob" : "alice";
+		f->cl[i].upstream = &f->up;
+		assert_int_equal(prefix_parse(i ? "198.51.100.0/24" : "203.0.113.0/24",
+					      false, &p), 0);
+		assert_int_equal(prefix_set_add(&f->cl[i].scope.prefixes, &p), 0);
+	}
+	f->cfg.clients = f->cl;
+	f->cfg.nclients = 2;
+	f->cfg.upstreams = &f->up;
+	f->cfg.nupstreams = 1;
+	f->cfg.server_domain = server_domain;
+	f->cfg.hop_limit = 16;
+	f->cfg.max_body = 8192;
+	f->cfg.request_timeout = 10;
+	f->cfg.id = "gw-test";
+	model_session_defaults(&f->cfg.session_default);
+	f->cfg.session_default.idle.heartbeat_interval = 5;
+	f->cfg.session_default.mitigating.heartbeat_interval = 5;
+	f->cfg.session_default.idle.missing_hb_allowed = 3;
+	f->cfg.session_default.mitigating.missing_hb_allowed = 3;
+	for (int i = 0; i < 2; i++) {
+		struct model_session_limits *l = i ? &f->cfg.session_idle :
+						     &f->cfg.session_mitigating;
+		l->min = (struct model_session_params){ 1, 1, 1, 2, 100, 110 };
+		l->max = (struct model_session_params){ 240, 60, 1000, 15, 3000, 400 };
+	}
+	f->now = 1000000;
+	f->core = core_new(&f->cfg, 42);
+	assert_non_null(f->core);
+	fx = f;
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state) { return setup_common(state, false); }
+static int setup_sd(void **state) { return setup_common(state, true); }
+
+static int teardown(void **state)
+{
+	struct fix *f = *state;
+
+	core_actions_free(&f->out);
+	core_free(f->core);
+	for (int i = 0; i < 2; i++)
+		prefix_set_free(&f->cl[i].scope.prefixes);
+	free(f);
+	return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static struct core_action *find_act(struct fix *f, enum core_act_type t,
+				    const char *path_substr)
+{
+	for (size_t i = 0; i < f->out.n; i++) {
+		struct core_action *a = &f->out.v[i];
+		if (a->type != t)
+			continue;
+		if (path_substr && (!a->msg.path || !strstr(a->msg.path, path_substr)))
+			continue;
+		return a;
+	}
+	return NULL;
+}
+
+static size_t count_act(struct fix *f, enum core_act_type t, const char *path)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < f->out.n; i++)
+		if (f->out.v[i].type == t &&
+		    (!path || (f->out.v[i].msg.path && strstr(f->out.v[i].msg.path, path))))
+			n++;
+	return n;
+}
+
+static struct core_action *reply_for(struct fix *f, uint64_t req_id)
+{
+	for (size_t i = 0; i < f->out.n; i++)
+		if ((f->out.v[i].type == CORE_ACT_REPLY ||
+		     f->out.v[i].type == CORE_ACT_NO_REPLY) &&
+		    f->out.v[i].req_id == req_id)
+			return &f->out.v[i];
+	return NULL;
+}
+
+static json_t *payload_json(const struct core_msg *m)
+{
+	json_t *j = NULL;
+	assert_int_equal(cbor_decode(m->payload, m->payload_len, &j, NULL), 0);
+	return j;
+}
+
+static void clear(struct fix *f) { core_actions_clear(&f->out); }
+
+static uint8_t *encode_json(const char *text, size_t *len)
+{
+	json_error_t err;
+	json_t *j = json_loads(text, 0, &err);
+	uint8_t *buf = NULL;
+	assert_non_null(j);
+	assert_int_equal(cbor_encode(j, &buf, len, NULL), 0);
+	json_decref(j);
+	return buf;
+}
+
+static void split_path(const char *path, char segs[][64], const char **ptrs,
+		       size_t *n)
+{
+	*n = 0;
+	while (*path == '/')
+		path++;
+	while (*path && *n < 16) {
+		const char *e = strchr(path, '/');
+		size_t len = e ? (size_t)(e - path) : strlen(path);
+		memcpy(segs[*n], path, len);
+		segs[*n][len] = '\0';
+		ptrs[*n] = segs[*n];
+		(*n)++;
+		path += len;
+		while (*path == '/')
+			path++;
+	}
+}
+
+struct dn_req_opts {
+	const char *query;
+	int observe; /* -1 none */
+	bool if_match;
+	int hop_limit; /* -1 none */
+	int content_format; /* 0 means 271 when a body is given */
+};
+
+static uint64_t req_counter;
+
+static uint64_t dn_request(struct fix *f, uint64_t sid, enum core_method m,
+			   const char *path, const uint8_t *body, size_t blen,
+			   const struct dn_req_opts *o)
+{
+	char segs[16][64];
+	const char *ptrs[16];
+	const char *q[1];
+	struct core_request r;
+
+	memset(&r, 0, sizeof(r));
+	r.dn_sid = sid;
+	r.req_id = ++req_counter;
+	r.method = m;
+	split_path(path, segs, ptrs, &r.npath);
+	r.path = ptrs;
+	if (o && o->query) {
+		q[0] = o->query;
+		r.query = q;
+		r.nquery = 1;
+	}
+	if (o && o->observe >= 0) {
+		r.has_observe = true;
+		r.observe = (uint32_t)o->observe;
+	}
+	if (o && o->if_match) {
+		r.has_if_match = true;
+		r.if_match_empty = true;
+	}
+	if (o && o->hop_limit >= 0) {
+		r.has_hop_limit = true;
+		r.hop_limit = (uint32_t)o->hop_limit;
+	}
+	r.token_len = 4;
+	memcpy(r.token, &r.req_id, 4);
+	r.body = body;
+	r.body_len = blen;
+	if (blen) {
+		r.has_content_format = true;
+		r.content_format = o && o->content_format ? (uint32_t)o->content_format : 271;
+	}
+	core_on_dn_request(f->core, &r, f->now, &f->out);
+	return r.req_id;
+}
+
+static const struct dn_req_opts NO_OPTS = { NULL, -1, false, -1, 0 };
+
+static void up_answer(struct fix *f, const struct core_action *sent, int code,
+		      const char *json_body, int observe, uint64_t up_id)
+{
+	struct core_response r;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	memset(&r, 0, sizeof(r));
+	r.up_id = up_id;
+	memcpy(r.token, sent->msg.token, sent->msg.token_len);
+	r.token_len = sent->msg.token_len;
+	r.code = code;
+	if (observe >= 0) {
+		r.has_observe = true;
+		r.observe = (uint32_t)observe;
+	}
+	if (json_body && json_body[0] == '{') {
+		buf = encode_json(json_body, &len);
+		r.has_content_format = true;
+		r.content_format = 271;
+	} else if (json_body) {
+		buf = (uint8_t *)strdup(json_body);
+		len = strlen(json_body);
+	}
+	r.body = buf;
+	r.body_len = len;
+	core_on_up_response(f->core, &r, f->now, &f->out);
+	free(buf);
+}
+
+/* Brings client `who` (0 alice, 1 bob) up with session sid and its
+ * upstream to READY. Returns the upstream id. */
+static uint64_t bring_up(struct fix *f, uint64_t sid, int who)
+{
+	struct core_dn_info info = { CORE_TR_DTLS, &f->cl[who], NULL, "127.0.0.1" };
+	char cdid[IDENT_LEN + 1];
+
+	ident_derive((const uint8_t *)f->cl[who].psk_identity,
+		     strlen(f->cl[who].psk_identity), cdid);
+	info.cdid = cdid;
+	assert_int_equal(core_on_dn_session(f->core, sid, &info, f->now, &f->out), 0);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	if (!open) {
+		clear(f);
+		return 0; /* shared upstream already up */
+	}
+	uint64_t up_id = open->up_id;
+	assert_ptr_equal(open->upstream, &f->up);
+	clear(f);
+	core_on_up_event(f->core, up_id, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action *cfgput = find_act(f, CORE_ACT_UP_SEND, "/config/sid=");
+	assert_non_null(cfgput);
+	assert_true(cfgput->msg.confirmable); /* RFC 9132 §4.5: CON */
+	struct core_action copy = *cfgput;
+	clear(f);
+	up_answer(f, &copy, 201, NULL, -1, up_id);
+	clear(f);
+	return up_id;
+}
+
+static const char *REQ_BODY =
+	"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+	"\"target-prefix\":[\"203.0.113.0/28\"],"
+	"\"target-port-range\":[{\"lower-port\":443}],"
+	"\"target-protocol\":[6],\"lifetime\":3600}]}}";
+
+/* PUT mid through the gateway and accept it upstream with 2.01. Returns
+ * the upstream observe action's token holder (copied). */
+static struct core_action install(struct fix *f, uint64_t sid, uint64_t up_id,
+				  const char *cuid, uint32_t mid)
+{
+	char path[128];
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+
+	snprintf(path, sizeof(path), "/.well-known/dots/mitigate/cuid=%s/mid=%u",
+		 cuid, mid);
+	uint64_t rid = dn_request(f, sid, CORE_PUT, path, body, len, &NO_OPTS);
+	free(body);
+	assert_null(reply_for(f, rid));
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(put);
+	struct core_action copy = *put;
+	clear(f);
+	char rsp[160];
+	snprintf(rsp, sizeof(rsp),
+		 "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":%u,\"lifetime\":1800}]}}",
+		 mid);
+	up_answer(f, &copy, 201, rsp, -1, up_id);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 201);
+	struct core_action *obs = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(obs);
+	assert_int_equal(obs->msg.code, CORE_GET);
+	assert_true(obs->msg.has_observe);
+	struct core_action ocopy = *obs;
+	ocopy.msg.path = NULL;
+	ocopy.msg.payload = NULL;
+	clear(f);
+	return ocopy;
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_put_relayed_keeps_cuid_mid_and_adds_hop_limit(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+
+	uint64_t rid = dn_request(f, 1, CORE_PUT,
+				  "/.well-known/dots/mitigate/cuid=abc/mid=7", body,
+				  len, &NO_OPTS);
+	free(body);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(put);
+	assert_string_equal(put->msg.path, "/.well-known/dots/mitigate/cuid=abc/mid=7");
+	assert_int_equal(put->msg.code, CORE_PUT);
+	assert_false(put->msg.confirmable); /* RFC 9132 §4.4: NON */
+	assert_true(put->msg.has_hop_limit);
+	assert_int_equal(put->msg.hop_limit, 16);
+	assert_int_equal(put->msg.content_format, 271);
+	json_t *sent = payload_json(&put->msg);
+	json_t *entry = json_array_get(json_object_get(json_object_get(sent,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	assert_string_equal(json_string_value(json_array_get(
+		json_object_get(entry, "target-prefix"), 0)), "203.0.113.0/28");
+	assert_null(json_object_get(entry, "mid")); /* never in a request body */
+	json_decref(sent);
+	struct core_action copy = *put;
+	clear(f);
+	up_answer(f, &copy, 201,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":7,\"lifetime\":1800}]}}",
+		  -1, up);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->type, CORE_ACT_REPLY);
+	assert_int_equal(r->msg.code, 201);
+	json_t *rb = payload_json(&r->msg);
+	json_t *re = json_array_get(json_object_get(json_object_get(rb,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	assert_int_equal(json_integer_value(json_object_get(re, "lifetime")), 1800);
+	json_decref(rb);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 1);
+}
+
+static void test_server_domain_inserts_cdid_and_strips_client_cdid(void **state)
+{
+	struct fix *f = *state;
+	char cdid[IDENT_LEN + 1];
+	size_t len;
+
+	bring_up(f, 1, 0);
+	ident_derive((const uint8_t *)"alice", 5, cdid);
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	dn_request(f, 1, CORE_PUT,
+		   "/.well-known/dots/mitigate/cdid=forged/cuid=abc/mid=1", body,
+		   len, &NO_OPTS);
+	free(body);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(put);
+	char want[128];
+	snprintf(want, sizeof(want), "/.well-known/dots/mitigate/cdid=%s/cuid=abc/mid=1",
+		 cdid);
+	assert_string_equal(put->msg.path, want);
+	assert_null(strstr(put->msg.path, "forged"));
+}
+
+static void test_client_cdid_stripped_without_server_domain(void **state)
+{
+	struct fix *f = *state;
+	size_t len;
+
+	bring_up(f, 1, 0);
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	dn_request(f, 1, CORE_PUT,
+		   "/.well-known/dots/mitigate/cdid=forged/cuid=abc/mid=1", body,
+		   len, &NO_OPTS);
+	free(body);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(put);
+	assert_string_equal(put->msg.path, "/.well-known/dots/mitigate/cuid=abc/mid=1");
+}
+
+static void test_hop_limit_decremented_and_exhausted(void **state)
+{
+	struct fix *f = *state;
+	size_t len;
+	struct dn_req_opts o = NO_OPTS;
+
+	bring_up(f, 1, 0);
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	o.hop_limit = 5;
+	dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+		   body, len, &o);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(put);
+	assert_int_equal(put->msg.hop_limit, 4);
+	clear(f);
+	o.hop_limit = 1;
+	uint64_t rid = dn_request(f, 1, CORE_PUT,
+				  "/.well-known/dots/mitigate/cuid=abc/mid=2", body,
+				  len, &o);
+	free(body);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 508);
+	assert_memory_equal(r->msg.payload, "gw-test", 7);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+}
+
+static void test_upstream_508_gets_our_id_appended(void **state)
+{
+	struct fix *f = *state;
+	size_t len;
+	uint64_t up = bring_up(f, 1, 0);
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT,
+				  "/.well-known/dots/mitigate/cuid=abc/mid=1", body,
+				  len, &NO_OPTS);
+	free(body);
+	struct core_action copy = *find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	clear(f);
+	up_answer(f, &copy, 508, "gw-other", -1, up);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 508);
+	assert_int_equal(r->msg.payload_len, strlen("gw-other gw-test"));
+	assert_memory_equal(r->msg.payload, "gw-other gw-test", r->msg.payload_len);
+}
+
+static void test_observe_relays_status_and_metrics(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	struct core_action obs = install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.observe = 0;
+	uint64_t rid = dn_request(f, 1, CORE_GET,
+				  "/.well-known/dots/mitigate/cuid=abc/mid=3", NULL,
+				  0, &o);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 205);
+	assert_true(r->msg.has_observe);
+	json_t *b = payload_json(&r->msg);
+	json_t *e = json_array_get(json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "status")),
+			    "attack-mitigation-in-progress");
+	assert_int_equal(json_integer_value(json_object_get(e, "mid")), 3);
+	json_decref(b);
+	clear(f);
+	up_answer(f, &obs, 205,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,"
+		  "\"lifetime\":1700,\"status\":\"attack-successfully-mitigated\","
+		  "\"mitigation-start\":\"1700000000\",\"bytes-dropped\":\"4096\","
+		  "\"bps-dropped\":\"10\",\"pkts-dropped\":\"4\",\"pps-dropped\":\"1\"}]}}",
+		  2, up);
+	struct core_action *n = find_act(f, CORE_ACT_DN_SEND, NULL);
+	assert_non_null(n);
+	assert_int_equal(n->dn_sid, 1);
+	assert_int_equal(n->msg.code, 205);
+	assert_false(n->msg.confirmable); /* RFC 9132 §4.4.2.1 */
+	assert_true(n->msg.has_observe);
+	assert_int_equal(n->msg.token_len, 4);
+	b = payload_json(&n->msg);
+	e = json_array_get(json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	assert_string_equal(json_string_value(json_object_get(e, "status")),
+			    "attack-successfully-mitigated");
+	assert_string_equal(json_string_value(json_object_get(e, "bytes-dropped")), "4096");
+	assert_string_equal(json_string_value(json_object_get(e, "target-prefix")
+		? json_array_get(json_object_get(e, "target-prefix"), 0) : NULL),
+		"203.0.113.0/28");
+	json_decref(b);
+}
+
+static void test_notifications_reach_only_the_owner(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up_a = bring_up(f, 1, 0);
+	bring_up(f, 2, 1);
+	struct core_action obs = install(f, 1, up_a, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.observe = 0;
+	/* bob asks for alice's cuid: invisible. */
+	uint64_t rid = dn_request(f, 2, CORE_GET, "/.well-known/dots/mitigate/cuid=abc",
+				  NULL, 0, &o);
+	assert_int_equal(reply_for(f, rid)->msg.code, 404);
+	clear(f);
+	up_answer(f, &obs, 205,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,"
+		  "\"lifetime\":1700,\"status\":\"attack-successfully-mitigated\"}]}}",
+		  2, up_a);
+	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 0);
+}
+
+static void test_other_clients_cuid_put_is_collision_and_delete_invisible(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up_a = bring_up(f, 1, 0);
+	bring_up(f, 2, 1);
+	install(f, 1, up_a, "abc", 3);
+	size_t len;
+	uint8_t *body = encode_json(
+		"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		"\"target-prefix\":[\"198.51.100.0/28\"],\"lifetime\":60}]}}", &len);
+	uint64_t rid = dn_request(f, 2, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=9",
+				  body, len, &NO_OPTS);
+	free(body);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 409);
+	json_t *b = payload_json(&r->msg);
+	char *txt = json_dumps(b, JSON_COMPACT);
+	assert_non_null(strstr(txt, "cuid-collision"));
+	assert_null(strstr(txt, "203.0.113")); /* nothing of alice's */
+	free(txt);
+	json_decref(b);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	clear(f);
+	rid = dn_request(f, 2, CORE_DELETE, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+			 NULL, 0, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 202);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 1);
+}
+
+static void test_delete_withdraws_and_ends_observation(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.observe = 0;
+	dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3", NULL, 0, &o);
+	clear(f);
+	uint64_t rid = dn_request(f, 1, CORE_DELETE,
+				  "/.well-known/dots/mitigate/cuid=abc/mid=3", NULL,
+				  0, &NO_OPTS);
+	struct core_action *del = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(del);
+	assert_int_equal(del->msg.code, CORE_DELETE);
+	assert_string_equal(del->msg.path, "/.well-known/dots/mitigate/cuid=abc/mid=3");
+	struct core_action copy = *del;
+	clear(f);
+	up_answer(f, &copy, 202, NULL, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 202);
+	struct core_action *n = find_act(f, CORE_ACT_DN_SEND, NULL);
+	assert_non_null(n);
+	assert_int_equal(n->msg.code, 404);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 0);
+	assert_int_equal(st.dn_observers, 0);
+}
+
+static void test_efficacy_update_relayed_with_if_match(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+	size_t len;
+	uint8_t *body = encode_json(
+		"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		"\"target-prefix\":[\"203.0.113.0/28\"],"
+		"\"target-port-range\":[{\"lower-port\":443}],"
+		"\"target-protocol\":[6],\"lifetime\":3600,"
+		"\"attack-status\":\"under-attack\"}]}}", &len);
+
+	o.if_match = true;
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+				  body, len, &o);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	assert_non_null(put);
+	assert_true(put->msg.if_match_empty);
+	json_t *sent = payload_json(&put->msg);
+	char *txt = json_dumps(sent, JSON_COMPACT);
+	assert_non_null(strstr(txt, "\"attack-status\":\"under-attack\""));
+	free(txt);
+	json_decref(sent);
+	struct core_action copy = *put;
+	clear(f);
+	up_answer(f, &copy, 204, NULL, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+	clear(f);
+	/* Unknown mid with If-Match: dropped silently (RFC 9132 §4.4.3). */
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=99",
+			 body, len, &o);
+	free(body);
+	assert_int_equal(reply_for(f, rid)->type, CORE_ACT_NO_REPLY);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+}
+
+static void test_upstream_conflict_relayed(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+				  body, len, &NO_OPTS);
+	free(body);
+	struct core_action copy = *find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
+	clear(f);
+	up_answer(f, &copy, 409,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		  "\"conflict-information\":{\"conflict-status\":\"request-inactive-other-active\","
+		  "\"conflict-cause\":\"overlapping-targets\",\"retry-timer\":30,"
+		  "\"conflict-scope\":{\"target-prefix\":[\"203.0.113.0/28\"],\"mid\":1}}}]}}",
+		  -1, up);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 409);
+	json_t *b = payload_json(&r->msg);
+	char *txt = json_dumps(b, JSON_COMPACT);
+	assert_non_null(strstr(txt, "\"retry-timer\":30"));
+	assert_non_null(strstr(txt, "overlapping-targets"));
+	free(txt);
+	json_decref(b);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 0);
+}
+
+static void test_request_timeout_gives_504(void **state)
+{
+	struct fix *f = *state;
+	size_t len;
+
+	bring_up(f, 1, 0);
+	/* Shorter than the heartbeat loss (3 x 2 s), which would answer 5.03. */
+	f->cfg.request_timeout = 5;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+				  body, len, &NO_OPTS);
+	free(body);
+	clear(f);
+	/* NON is repeated (RFC 9132 §4.4) before the deadline. */
+	f->now += 3000;
+	core_on_expiry(f->core, f->now, &f->out);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/"), 1);
+	clear(f);
+	for (int i = 0; i < 20 && !reply_for(f, rid); i++) {
+		f->now += 1000;
+		core_on_expiry(f->core, f->now, &f->out);
+	}
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 504);
+}
+
+static void test_dead_upstream_reconnects_and_resends(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	bool closed = false;
+
+	/* Heartbeats every 2 s go unanswered: 3 missed -> down. */
+	for (int i = 0; i < 20 && !closed; i++) {
+		f->now += 1000;
+		core_on_expiry(f->core, f->now, &f->out);
+		closed = find_act(f, CORE_ACT_UP_CLOSE, NULL) != NULL;
+		clear(f);
+	}
+	assert_true(closed);
+	/* A new request meanwhile: 5.03 with Max-Age, not a hang. */
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=4",
+				  body, len, &NO_OPTS);
+	free(body);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 503);
+	assert_true(r->msg.has_max_age);
+	clear(f);
+	struct core_action *open = NULL;
+	for (int i = 0; i < 20 && !open; i++) {
+		f->now += 500;
+		core_on_expiry(f->core, f->now, &f->out);
+		open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+		if (!open)
+			clear(f);
+	}
+	assert_non_null(open);
+	assert_int_equal(open->up_id, up);
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	struct core_action *again = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=3");
+	assert_non_null(again);
+	assert_int_equal(again->msg.code, CORE_PUT);
+	struct core_action copy = *again;
+	clear(f);
+	up_answer(f, &copy, 201,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,\"lifetime\":1700}]}}",
+		  -1, up);
+	struct core_action *obs = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=3");
+	assert_non_null(obs);
+	assert_int_equal(obs->msg.code, CORE_GET);
+	assert_true(obs->msg.has_observe);
+}
+
+static void test_refresh_with_other_attributes_rejected(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	size_t len;
+	uint8_t *body = encode_json(
+		"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		"\"target-prefix\":[\"203.0.113.64/28\"],\"lifetime\":3600}]}}", &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+				  body, len, &NO_OPTS);
+	free(body);
+	assert_int_equal(reply_for(f, rid)->msg.code, 400);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+}
+
+static void test_scope_outside_policy_forbidden(void **state)
+{
+	struct fix *f = *state;
+	size_t len;
+
+	bring_up(f, 1, 0);
+	uint8_t *body = encode_json(
+		"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		"\"target-prefix\":[\"198.51.100.0/28\"],\"lifetime\":3600}]}}", &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+				  body, len, &NO_OPTS);
+	free(body);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 403);
+	assert_non_null(memmem(r->msg.payload, r->msg.payload_len, "198.51.100.0/28", 15));
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+}
+
+static void test_bad_inputs_change_nothing(void **state)
+{
+	struct fix *f = *state;
+	static const uint8_t garbage[] = { 0xa1, 0x01, 0xff };
+	struct dn_req_opts o = NO_OPTS;
+	uint64_t rid;
+
+	bring_up(f, 1, 0);
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+			 garbage, sizeof(garbage), &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 400);
+	o.content_format = 60; /* application/cbor, not dots+cbor */
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+			 body, len, &o);
+	assert_int_equal(reply_for(f, rid)->msg.code, 415);
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc",
+			 body, len, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 400);
+	f->cfg.max_body = 8;
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+			 body, len, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 413);
+	assert_true(reply_for(f, rid)->msg.has_size1);
+	f->cfg.max_body = 8192;
+	free(body);
+	rid = dn_request(f, 1, CORE_POST, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+			 NULL, 0, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 405);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 0);
+}
+
+static void test_unauthenticated_session_gets_401(void **state)
+{
+	struct fix *f = *state;
+	struct core_dn_info info = { CORE_TR_UDP, NULL, NULL, "127.0.0.1" };
+
+	assert_int_equal(core_on_dn_session(f->core, 9, &info, f->now, &f->out), 0);
+	assert_null(find_act(f, CORE_ACT_UP_OPEN, NULL));
+	uint64_t rid = dn_request(f, 9, CORE_GET, "/.well-known/dots/mitigate/cuid=abc",
+				  NULL, 0, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 401);
+}
+
+static void test_hb_and_config_are_hop_by_hop(void **state)
+{
+	struct fix *f = *state;
+	size_t len;
+
+	bring_up(f, 1, 0);
+	uint8_t *hb = encode_json("{\"ietf-dots-signal-channel:heartbeat\":{\"peer-hb-status\":true}}",
+				  &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/hb", hb, len, &NO_OPTS);
+	free(hb);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+	rid = dn_request(f, 1, CORE_GET, "/.well-known/dots/config", NULL, 0, &NO_OPTS);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 205);
+	assert_true(r->msg.has_max_age);
+	json_t *b = payload_json(&r->msg);
+	json_t *hbi = json_object_get(json_object_get(json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:signal-config"), "idle-config"), "heartbeat-interval"),
+		"max-value");
+	assert_int_equal(json_integer_value(hbi), 240);
+	json_decref(b);
+	uint8_t *cfg = encode_json(
+		"{\"ietf-dots-signal-channel:signal-config\":{\"idle-config\":{"
+		"\"heartbeat-interval\":{\"current-value\":60}}}}", &len);
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/config/sid=1", cfg, len, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 201);
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/config/sid=1", cfg, len, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+	free(cfg);
+	cfg = encode_json(
+		"{\"ietf-dots-signal-channel:signal-config\":{\"idle-config\":{"
+		"\"heartbeat-interval\":{\"current-value\":9999}}}}", &len);
+	rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/config/sid=2", cfg, len, &NO_OPTS);
+	free(cfg);
+	assert_int_equal(reply_for(f, rid)->msg.code, 422);
+	rid = dn_request(f, 1, CORE_DELETE, "/.well-known/dots/config/sid=1", NULL, 0, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 202);
+	/* None of it went upstream. */
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+}
+
+static void test_silent_client_session_closed(void **state)
+{
+	struct fix *f = *state;
+	bool closed = false;
+
+	bring_up(f, 1, 0);
+	/* heartbeat 5 s, 3 allowed: closed after 15 s of silence, not before. */
+	for (int i = 0; i < 40 && !closed; i++) {
+		f->now += 1000;
+		core_on_expiry(f->core, f->now, &f->out);
+		struct core_action *hb = find_act(f, CORE_ACT_DN_SEND, "/hb");
+		if (hb)
+			assert_int_equal(hb->msg.code, CORE_PUT);
+		closed = find_act(f, CORE_ACT_DN_CLOSE, NULL) != NULL;
+		if (!closed)
+			clear(f);
+		assert_true(i >= 14 || !closed);
+	}
+	assert_true(closed);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.dn_sessions, 0);
+}
+
+static void test_queued_until_upstream_ready(void **state)
+{
+	struct fix *f = *state;
+	struct core_dn_info info = { CORE_TR_TLS, &f->cl[0], "", "127.0.0.1" };
+	size_t len;
+
+	core_on_dn_session(f->core, 1, &info, f->now, &f->out);
+	uint64_t up = find_act(f, CORE_ACT_UP_OPEN, NULL)->up_id;
+	clear(f);
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
+				  body, len, &NO_OPTS);
+	free(body);
+	assert_null(reply_for(f, rid));
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/"), 0);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=1"), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_relayed_keeps_cuid_mid_and_adds_hop_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_domain_inserts_cdid_and_strips_client_cdid, setup_sd, teardown),
+		cmocka_unit_test_setup_teardown(test_client_cdid_stripped_without_server_domain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hop_limit_decremented_and_exhausted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upstream_508_gets_our_id_appended, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_observe_relays_status_and_metrics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notifications_reach_only_the_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_clients_cuid_put_is_collision_and_delete_invisible, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_withdraws_and_ends_observation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_efficacy_update_relayed_with_if_match, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upstream_conflict_relayed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request_timeout_gives_504, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_upstream_reconnects_and_resends, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_with_other_attributes_rejected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scope_outside_policy_forbidden, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_inputs_change_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unauthenticated_session_gets_401, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hb_and_config_are_hop_by_hop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_silent_client_session_closed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queued_until_upstream_ready, setup, teardown),
+	};
+	(void)fx;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
