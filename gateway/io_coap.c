@@ -930,6 +930,28 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 
 /* ---- loop integration --------------------------------------------------------------- */
 
+/*
+ * libcoap 4.3.1 (GnuTLS) does not raise COAP_EVENT_DTLS_CONNECTED when a
+ * client handshake completes inside coap_dtls_receive(): it only marks the
+ * session established. So the sessions still connecting are checked after
+ * every pass; there are only ever a few.
+ */
+static void check_connecting(struct io *io)
+{
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+
+	while ((n = hmap_iter_next(&io->up, &it))) {
+		struct io_up *u = hmap_entry(n, struct io_up, node);
+		if (u->connected || !u->session ||
+		    coap_session_get_state(u->session) != COAP_SESSION_STATE_ESTABLISHED)
+			continue;
+		u->connected = true;
+		core_on_up_event(io->core, u->up_id, CORE_UP_CONNECTED, io_now(),
+				 &io->acts);
+	}
+}
+
 static void process(struct io *io)
 {
 	if (io->srv)
@@ -937,6 +959,7 @@ static void process(struct io *io)
 	if (io->cli)
 		coap_io_process(io->cli, COAP_IO_NO_WAIT);
 	flush_releases(io);
+	check_connecting(io);
 	run_actions(io);
 }
 
