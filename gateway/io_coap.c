@@ -68,7 +68,9 @@ struct io {
 	size_t nreleases, releases_cap;
 	coap_bin_const_t *client_keys; /* PSK per configured client */
 	bool stopping;
-	int busy; /* nesting depth of action execution */
+	int busy;       /* nesting depth of action execution */
+	bool in_coap;   /* inside coap_io_process() */
+	bool need_kick; /* libcoap was called from outside its loop */
 };
 
 static dg_time_ms io_now(void)
@@ -562,6 +564,7 @@ static void do_up_send(struct io *io, struct core_action *a)
 }
 
 static void arm_timer(struct io *io);
+static void on_kick(uv_timer_t *t);
 
 /* Carries out the queued actions. Actions may produce more (a failed
  * upstream open fails requests), so the list is drained in order. */
@@ -569,6 +572,8 @@ static void run_actions(struct io *io)
 {
 	if (io->busy)
 		return; /* the outer call drains what this one appended */
+	if (io->acts.n && !io->in_coap)
+		io->need_kick = true;
 	io->busy++;
 	for (size_t i = 0; i < io->acts.n; i++) {
 		struct core_action *a = &io->acts.v[i];
@@ -952,15 +957,30 @@ static void check_connecting(struct io *io)
 	}
 }
 
+/* libcoap calls made outside its own callbacks need one more pass of
+ * coap_io_process to arm its timers (LIBRARY-NOTES.md). Only then: a
+ * zero-delay timer re-armed on every pass never leaves libuv's timer
+ * phase, and signals would never be seen. */
+static void kick_if_needed(struct io *io)
+{
+	if (io->need_kick && !io->stopping) {
+		io->need_kick = false;
+		uv_timer_start(&io->kick, on_kick, 0, 0);
+	}
+}
+
 static void process(struct io *io)
 {
+	io->in_coap = true;
 	if (io->srv)
 		coap_io_process(io->srv, COAP_IO_NO_WAIT);
 	if (io->cli)
 		coap_io_process(io->cli, COAP_IO_NO_WAIT);
+	io->in_coap = false;
 	flush_releases(io);
 	check_connecting(io);
 	run_actions(io);
+	kick_if_needed(io);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -972,7 +992,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 static void on_kick(uv_timer_t *t)
 {
-	process(t->data);
+	struct io *io = t->data;
+
+	io->need_kick = false;
+	process(io);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -981,9 +1004,7 @@ static void on_timer(uv_timer_t *t)
 
 	core_on_expiry(io->core, io_now(), &io->acts);
 	run_actions(io);
-	/* libcoap calls made outside its own callbacks need one pass of
-	 * coap_io_process to arm its timers (LIBRARY-NOTES.md). */
-	uv_timer_start(&io->kick, on_kick, 0, 0);
+	kick_if_needed(io);
 }
 
 static void arm_timer(struct io *io)
@@ -996,9 +1017,8 @@ static void arm_timer(struct io *io)
 		uv_timer_stop(&io->timer);
 		return;
 	}
-	uv_timer_start(&io->timer, on_timer, next > now ? next - now : 0, 0);
-	/* Actions just sent from outside libcoap's loop need a pass too. */
-	uv_timer_start(&io->kick, on_kick, 0, 0);
+	/* At least 1 ms: a due deadline must not spin libuv's timer phase. */
+	uv_timer_start(&io->timer, on_timer, next > now ? next - now : 1, 0);
 }
 
 /* ---- start and stop ---------------------------------------------------------------------- */
