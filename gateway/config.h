@@ -7,7 +7,7 @@
  * reported as "FILE:LINE: KEY: reason"; config_load() collects them all
  * rather than stopping at the first one.
  *
- * File shape (see config/*.conf for complete samples):
+ * File shape (complete samples are in config/):
  *
  *   gateway = {
  *     mode = "map";                 # only "map" exists so far
