@@ -899,14 +899,17 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 		return 0;
 	enum core_up_event cev;
 	bool secure = gw_transport_secure(iu->cfg->transport);
+	bool reliable = gw_transport_reliable(iu->cfg->transport);
 	switch (ev) {
 	case COAP_EVENT_DTLS_CONNECTED:
-		if (!secure)
+		/* Over TLS the session is usable only after the CSM exchange
+		 * (RFC 8323 §5.3), which SESSION_CONNECTED reports. */
+		if (!secure || reliable)
 			return 0;
 		cev = CORE_UP_CONNECTED;
 		break;
 	case COAP_EVENT_SESSION_CONNECTED:
-		if (secure)
+		if (!reliable)
 			return 0;
 		cev = CORE_UP_CONNECTED;
 		break;
