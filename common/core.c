@@ -1711,28 +1711,25 @@ static void handle_get(struct core *c, struct dn_sess *s,
 	}
 }
 
-/* Hop-Limit (RFC 8768 §3): insert it when absent, decrement it when
- * present, answer 5.08 when it would reach 0. Returns the value to send
- * upstream, or 0 after replying. */
+/* Hop-Limit (RFC 8768 §3): inserted when absent; otherwise already
+ * checked and decremented by the CoAP layer (see core_request), and
+ * forwarded as is. 0 cannot come from libcoap; a layer that delivers it
+ * gets the exhausted answer. Returns the value to send upstream, or 0
+ * after replying. */
 static uint32_t hop_limit_next(struct core *c, struct dn_sess *s,
 			       const struct core_request *req,
 			       struct core_actions *out)
 {
 	if (!req->has_hop_limit)
 		return c->cfg->hop_limit;
-	if (req->hop_limit == 0 || req->hop_limit > 255) {
-		reply_diag(out, s->sid, req->req_id, DG_CODE_BAD_REQUEST,
-			   "Hop-Limit must be 1..255 (RFC 8768 §3)");
-		return 0;
-	}
-	if (req->hop_limit == 1) {
+	if (req->hop_limit == 0) {
 		dg_warn(LOG_DN, "[%" PRIu64 "] peer=%s: Hop-Limit exhausted, answering 5.08",
 			s->sid, s->peer);
 		reply_diag(out, s->sid, req->req_id, DG_CODE_HOP_LIMIT, "%s",
 			   c->cfg->id);
 		return 0;
 	}
-	return req->hop_limit - 1;
+	return req->hop_limit > 255 ? 255 : req->hop_limit;
 }
 
 static bool up_usable(struct dn_sess *s, uint64_t req_id, dg_time_ms now,
@@ -1906,6 +1903,15 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 		reply_diag(out, s->sid, req->req_id, code, "%s", d.text);
 		return;
 	}
+	/* Methods first: a POST is 4.05 whatever it carries (RFC 9132 §3). */
+	if (req->method != CORE_PUT &&
+	    (uri.res == MODEL_RES_HB ||
+	     (req->method != CORE_GET && req->method != CORE_DELETE))) {
+		reply_diag(out, s->sid, req->req_id, DG_CODE_METHOD_NOT_ALLOWED,
+			   uri.res == MODEL_RES_HB ? "/hb accepts PUT only (RFC 9132 §4.7)" :
+			   "only GET, PUT and DELETE are defined (RFC 9132 §3)");
+		return;
+	}
 	if (req->body_len > c->cfg->max_body) {
 		reply_diag(out, s->sid, req->req_id, DG_CODE_TOO_LARGE,
 			   "body of %zu bytes exceeds %" PRIu32, req->body_len,
@@ -1935,7 +1941,8 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 	if (req->method != CORE_PUT && body) {
 		json_decref(body);
 		reply_diag(out, s->sid, req->req_id, DG_CODE_BAD_REQUEST,
-			   "%s carries no body", req->method == CORE_GET ? "GET" : "DELETE");
+			   "a %s request carries no body",
+			   req->method == CORE_GET ? "GET" : "DELETE");
 		return;
 	}
 
@@ -2002,9 +2009,15 @@ static void reply_from_upstream(const struct core *c, struct up_req *r,
 					  (char)rsp->body[i] : '?';
 		text[n] = '\0';
 		if (rsp->code == DG_CODE_HOP_LIMIT) {
-			/* RFC 8768 §3: each proxy adds itself to the trace. */
+			/* RFC 8768 §3: each proxy adds itself to the trace.
+			 * The Hop-Limit on the answer keeps libcoap from taking
+			 * its own address in the trace for a loop and dropping
+			 * the answer (two gateways may share an address). */
 			reply_diag(out, r->dn_sid, r->dn_req_id, rsp->code, "%s %s",
 				   text, c->cfg->id);
+			a = &out->v[out->n - 1];
+			a->msg.has_hop_limit = true;
+			a->msg.hop_limit = 255;
 		} else {
 			reply_diag(out, r->dn_sid, r->dn_req_id, rsp->code, "%s", text);
 		}

@@ -44,6 +44,10 @@ struct core_request {
 	const char *const *query; size_t nquery;   /* Uri-Query options */
 	bool has_observe; uint32_t observe;
 	bool has_if_match; bool if_match_empty;
+	/* Hop-Limit as the receiving CoAP layer left it: libcoap 4.3.1
+	 * applies RFC 8768 §3 itself (5.08 for 1, 4.00 for 0 or >255) and
+	 * decrements the value before the request reaches us, so the core
+	 * forwards it unchanged and inserts the initial value when absent. */
 	bool has_hop_limit; uint32_t hop_limit;
 	bool has_content_format; uint32_t content_format;
 	bool unknown_critical; /* an unrecognised critical option (4.02) */

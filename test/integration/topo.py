@@ -134,11 +134,13 @@ class Topology:
         psk = ALICE_PSK if name == 'alice' else BOB_PSK
         return derive_id(psk[0].encode())
 
-    def client(self, script, name='alice', transport=None, args=()):
+    def client(self, script, name='alice', transport=None, args=(), who=None):
+        """A test client running script as `who` (alice or bob; default:
+        name)."""
         return self.ctx.start_test_client(
             self.dn_port, transport=transport or self.dn, script=script,
             name=name, args=('--timeout-ms', '8000', *args),
-            **self.client_cred(name))
+            **self.client_cred(who or name))
 
     def server_requests(self, method=None, path_part=None):
         """Requests the upstream test server recorded so far."""
@@ -152,3 +154,48 @@ class Topology:
                 continue
             out.append(ev)
         return out
+
+
+def cbor(v):
+    """Minimal CBOR encoder for building hostile test bodies by hand:
+    int keys, ints (negative too), text, lists, dicts (insertion order),
+    bools, and Tag(n, v)."""
+    def head(major, n):
+        if n < 24:
+            return bytes([major << 5 | n])
+        for ai, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if n < 1 << (8 * size):
+                return bytes([major << 5 | ai]) + n.to_bytes(size, 'big')
+        raise ValueError(n)
+    if v is True:
+        return b'\xf5'
+    if v is False:
+        return b'\xf4'
+    if isinstance(v, Tag):
+        return head(6, v.tag) + cbor(v.value)
+    if isinstance(v, int):
+        return head(0, v) if v >= 0 else head(1, -1 - v)
+    if isinstance(v, str):
+        b = v.encode()
+        return head(3, len(b)) + b
+    if isinstance(v, bytes):
+        return head(2, len(v)) + v
+    if isinstance(v, (list, tuple)):
+        return head(4, len(v)) + b''.join(cbor(x) for x in v)
+    if isinstance(v, dict):
+        return head(5, len(v)) + b''.join(cbor(k) + cbor(x)
+                                          for k, x in v.items())
+    raise TypeError(v)
+
+
+class Tag:
+    def __init__(self, tag, value):
+        self.tag, self.value = tag, value
+
+
+def scope_cbor(entry=None, over=None):
+    """CBOR {1:{2:[entry]}} with a valid default entry (targets in alice's
+    scope) updated by over (int keys)."""
+    e = dict(entry or {6: ['203.0.113.0/28'], 14: 3600})
+    e.update(over or {})
+    return cbor({1: {2: [e]}}).hex()

@@ -411,7 +411,7 @@ static void test_client_cdid_stripped_without_server_domain(void **state)
 	assert_string_equal(put->msg.path, "/.well-known/dots/mitigate/cuid=abc/mid=1");
 }
 
-static void test_hop_limit_decremented_and_exhausted(void **state)
+static void test_hop_limit_inserted_kept_and_exhausted(void **state)
 {
 	struct fix *f = *state;
 	size_t len;
@@ -419,14 +419,15 @@ static void test_hop_limit_decremented_and_exhausted(void **state)
 
 	bring_up(f, 1, 0);
 	uint8_t *body = encode_json(REQ_BODY, &len);
+	/* io delivers the value libcoap already decremented: kept as is. */
 	o.hop_limit = 5;
 	dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
 		   body, len, &o);
 	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/");
 	assert_non_null(put);
-	assert_int_equal(put->msg.hop_limit, 4);
+	assert_int_equal(put->msg.hop_limit, 5);
 	clear(f);
-	o.hop_limit = 1;
+	o.hop_limit = 0;
 	uint64_t rid = dn_request(f, 1, CORE_PUT,
 				  "/.well-known/dots/mitigate/cuid=abc/mid=2", body,
 				  len, &o);
@@ -456,6 +457,7 @@ static void test_upstream_508_gets_our_id_appended(void **state)
 	assert_int_equal(r->msg.code, 508);
 	assert_int_equal(r->msg.payload_len, strlen("gw-other gw-test"));
 	assert_memory_equal(r->msg.payload, "gw-other gw-test", r->msg.payload_len);
+	assert_true(r->msg.has_hop_limit);
 }
 
 static void test_observe_relays_status_and_metrics(void **state)
@@ -913,7 +915,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_relayed_keeps_cuid_mid_and_adds_hop_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_domain_inserts_cdid_and_strips_client_cdid, setup_sd, teardown),
 		cmocka_unit_test_setup_teardown(test_client_cdid_stripped_without_server_domain, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hop_limit_decremented_and_exhausted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hop_limit_inserted_kept_and_exhausted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upstream_508_gets_our_id_appended, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_relays_status_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notifications_reach_only_the_owner, setup, teardown),
