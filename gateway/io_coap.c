@@ -898,21 +898,15 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 	if (!iu)
 		return 0;
 	enum core_up_event cev;
-	bool secure = gw_transport_secure(iu->cfg->transport);
-	bool reliable = gw_transport_reliable(iu->cfg->transport);
 	switch (ev) {
-	case COAP_EVENT_DTLS_CONNECTED:
-		/* Over TLS the session is usable only after the CSM exchange
-		 * (RFC 8323 §5.3), which SESSION_CONNECTED reports. */
-		if (!secure || reliable)
-			return 0;
-		cev = CORE_UP_CONNECTED;
-		break;
-	case COAP_EVENT_SESSION_CONNECTED:
-		if (!reliable)
-			return 0;
-		cev = CORE_UP_CONNECTED;
-		break;
+	/*
+	 * Connection is not taken from DTLS_CONNECTED/SESSION_CONNECTED:
+	 * 4.3.1 raises SESSION_CONNECTED before it clears the session's
+	 * "first request" flag, and any send then (through
+	 * coap_session_max_pdu_size) runs a nested coap_io_process for up to
+	 * 5 s, stalling the whole gateway. check_connecting() picks the
+	 * session up once coap_io_process has returned.
+	 */
 	case COAP_EVENT_DTLS_CLOSED:
 	case COAP_EVENT_TCP_CLOSED:
 	case COAP_EVENT_SESSION_CLOSED:
@@ -925,11 +919,6 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 		break;
 	default:
 		return 0;
-	}
-	if (cev == CORE_UP_CONNECTED) {
-		if (iu->connected)
-			return 0;
-		iu->connected = true;
 	}
 	core_on_up_event(io->core, iu->up_id, cev, io_now(), &io->acts);
 	run_actions(io);
