@@ -909,6 +909,83 @@ static void test_queued_until_upstream_ready(void **state)
 	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=1"), 1);
 }
 
+static void test_refresh_renews_lifetime(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+
+	f->now += 600 * 1000; /* 1800 s granted, 600 s later */
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+				  body, len, &NO_OPTS);
+	free(body);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=3");
+	assert_non_null(put);
+	struct core_action copy = *put;
+	clear(f);
+	up_answer(f, &copy, 204,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,\"lifetime\":3600}]}}",
+		  -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+	clear(f);
+	rid = dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+			 NULL, 0, &NO_OPTS);
+	json_t *b = payload_json(&reply_for(f, rid)->msg);
+	json_t *e = json_array_get(json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	/* The upstream's newly granted lifetime, not what was left. */
+	assert_int_equal(json_integer_value(json_object_get(e, "lifetime")), 3600);
+	json_decref(b);
+	/* And it expires when that runs out, not before. */
+	clear(f);
+	f->now += 3599 * 1000;
+	core_on_expiry(f->core, f->now, &f->out);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 1);
+	f->now += 2000;
+	core_on_expiry(f->core, f->now, &f->out);
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 0);
+}
+
+static void test_cuid_wide_observe_gets_each_change(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.observe = 0;
+	uint64_t rid = dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc",
+				  NULL, 0, &o);
+	assert_int_equal(reply_for(f, rid)->msg.code, 205);
+	assert_true(reply_for(f, rid)->msg.has_observe);
+	clear(f);
+	/* mid 4 has the same scope: it replaces mid 3 (RFC 9132 §4.4.1.3). */
+	struct core_action obs4 = install(f, 1, up, "abc", 4);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 1);
+	clear(f);
+	up_answer(f, &obs4, 205,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":4,"
+		  "\"lifetime\":1700,\"status\":\"attack-stopped\"}]}}", 3, up);
+	struct core_action *n = find_act(f, CORE_ACT_DN_SEND, NULL);
+	assert_non_null(n);
+	json_t *b = payload_json(&n->msg);
+	json_t *scope = json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope");
+	/* Only the changed entry: small messages under attack. */
+	assert_int_equal(json_array_size(scope), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(scope, 0), "mid")), 4);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(scope, 0), "status")),
+			    "attack-stopped");
+	json_decref(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -932,6 +1009,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hb_and_config_are_hop_by_hop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_silent_client_session_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queued_until_upstream_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_renews_lifetime, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cuid_wide_observe_gets_each_change, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
