@@ -16,7 +16,6 @@
 #include <string.h>
 
 /* 4.03 Forbidden: model.h promises it, dg.h has no name for it yet. */
-#define MODEL_CODE_FORBIDDEN 403
 
 /* Longest piece of peer input quoted in a diagnostic. */
 #define MODEL_QUOTE "%.64s"
@@ -1065,7 +1064,7 @@ int model_scope_authorize(const json_t *entry,
 	size_t i;
 
 	if (!json_is_object(entry) || !policy)
-		return model_fail(diag, MODEL_CODE_FORBIDDEN, "no scope to authorize");
+		return model_fail(diag, DG_CODE_FORBIDDEN, "no scope to authorize");
 	l = model_list(entry, "target-prefix");
 	json_array_foreach(l, i, v) {
 		const char *s = model_str(v);
@@ -1073,7 +1072,7 @@ int model_scope_authorize(const json_t *entry,
 
 		if (!s || prefix_parse(s, false, &p) ||
 		    !prefix_set_contains(&policy->prefixes, &p))
-			return model_fail(diag, MODEL_CODE_FORBIDDEN,
+			return model_fail(diag, DG_CODE_FORBIDDEN,
 					  "target-prefix " MODEL_QUOTE " is outside this client's allowed scope",
 					  s ? s : "?");
 	}
@@ -1082,7 +1081,7 @@ int model_scope_authorize(const json_t *entry,
 		const char *s = model_str(v);
 
 		if (!s || !model_policy_fqdn(policy, s))
-			return model_fail(diag, MODEL_CODE_FORBIDDEN,
+			return model_fail(diag, DG_CODE_FORBIDDEN,
 					  "target-fqdn " MODEL_QUOTE " is outside this client's allowed scope",
 					  s ? s : "?");
 	}
@@ -1091,7 +1090,7 @@ int model_scope_authorize(const json_t *entry,
 		const char *s = model_str(v);
 
 		if (!s || !model_policy_uri(policy, s))
-			return model_fail(diag, MODEL_CODE_FORBIDDEN,
+			return model_fail(diag, DG_CODE_FORBIDDEN,
 					  "target-uri " MODEL_QUOTE " is outside this client's allowed scope",
 					  s ? s : "?");
 	}
@@ -1101,18 +1100,18 @@ int model_scope_authorize(const json_t *entry,
 		bool ok = false;
 
 		if (!model_range_get(v, "lower-port", "upper-port", &r))
-			return model_fail(diag, MODEL_CODE_FORBIDDEN,
+			return model_fail(diag, DG_CODE_FORBIDDEN,
 					  "target-port-range[%zu] is malformed", i);
 		for (size_t k = 0; k < policy->nports && !ok; k++)
 			ok = port_range_contains(&policy->ports[k], &r);
 		if (!ok && policy->nports)
-			return model_fail(diag, MODEL_CODE_FORBIDDEN,
+			return model_fail(diag, DG_CODE_FORBIDDEN,
 					  "target-port-range %u-%u is outside this client's allowed scope",
 					  r.lower, r.upper);
 	}
 	l = model_list(entry, "alias-name");
 	if (l && !policy->allow_aliases)
-		return model_fail(diag, MODEL_CODE_FORBIDDEN,
+		return model_fail(diag, DG_CODE_FORBIDDEN,
 				  "alias-name " MODEL_QUOTE ": this client may not use aliases",
 				  model_str(json_array_get(l, 0)) ?
 				  model_str(json_array_get(l, 0)) : "?");
