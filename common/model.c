@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 4.03 Forbidden: model.h promises it, dg.h has no name for it yet. */
-
 /* Longest piece of peer input quoted in a diagnostic. */
 #define MODEL_QUOTE "%.64s"
 
