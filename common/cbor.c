@@ -389,6 +389,8 @@ static void path_pop(struct cb_path *p, size_t old)
 }
 
 static void cb_fail(struct dg_diag *diag, const struct cb_path *p,
+		    const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static void cb_fail(struct dg_diag *diag, const struct cb_path *p,
 		    const char *fmt, va_list ap)
 {
 	char msg[sizeof(diag->text)];

@@ -89,7 +89,7 @@ struct cli {
 /* libcoap 4.3.1 handlers carry no user pointer. */
 static struct cli *cli_g;
 
-/* ---- output --------------------------------------------------------------------- */
+/* ---- output -------------------------------------------------------------- */
 
 static json_t *cli_event(const char *name)
 {
@@ -162,7 +162,7 @@ static json_t *cli_emit_message(const char *event, size_t step, bool late,
 	return body;
 }
 
-/* ---- matching ------------------------------------------------------------------- */
+/* ---- matching ------------------------------------------------------------ */
 
 /* True when one scope entry of `body` has every member of `until`. */
 static bool cli_until_matches(json_t *until, json_t *body)
@@ -372,10 +372,20 @@ static coap_response_t cli_on_response(coap_session_t *session,
 		return COAP_RESPONSE_OK;
 	}
 	s = cli_step_by_token(c, token, &idx);
+	if (!s && !has_obs) {
+		/* A late slice of an abandoned Block2 transfer. */
+		peer_log("ignoring a response with an unknown token");
+		return COAP_RESPONSE_OK;
+	}
 	if (!s) {
+		char cs[8];
+
 		ev = cli_event("notification");
 		if (ev) {
 			json_object_set_new(ev, "step", json_null());
+			json_object_set_new(ev, "code", json_string(
+				peer_code_str(coap_pdu_get_code(received),
+					      cs)));
 			json_object_set_new(ev, "unknown_token", json_true());
 		}
 		peer_emit(ev);
@@ -412,7 +422,7 @@ static void cli_on_nack(coap_session_t *session, const coap_pdu_t *sent,
 {
 	static const char *const names[] = {
 		"too many retries", "not deliverable", "RST", "TLS failed",
-		"ICMP issue", "bad response", "TLS layer failed",
+		"ICMP issue",
 	};
 	struct cli *c = cli_g;
 	struct cli_step *s;
@@ -481,7 +491,7 @@ static void cli_on_hb(coap_resource_t *resource, coap_session_t *session,
 	coap_pdu_set_code(response, COAP_RESPONSE_CODE(204));
 }
 
-/* ---- script --------------------------------------------------------------------- */
+/* ---- script -------------------------------------------------------------- */
 
 static const char *const cli_step_keys[] = {
 	"method", "path", "body", "body_hex", "content_format", "observe",
@@ -591,8 +601,9 @@ static int cli_parse_step(struct cli *c, size_t i)
 	}
 	s->until = v;
 	v = json_object_get(d, "type");
-	if (v && (!json_is_string(v) || (strcmp(json_string_value(v), "con") &&
-					 strcmp(json_string_value(v), "non")))) {
+	if (v && (!json_is_string(v) ||
+		  (strcmp(json_string_value(v), "con") &&
+		   strcmp(json_string_value(v), "non")))) {
 		peer_log("step %zu: type must be \"con\" or \"non\"", i);
 		return -1;
 	}
@@ -645,7 +656,7 @@ static int cli_load_script(struct cli *c)
 	return 0;
 }
 
-/* ---- requests --------------------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------ */
 
 static int cli_optlist_add(coap_optlist_t **ol, coap_option_num_t num,
 			   size_t len, const uint8_t *data)
@@ -695,8 +706,8 @@ static int cli_add_uri(coap_optlist_t **ol, const char *path)
 		if (!end)
 			end = q + strlen(q);
 		if (end - q > 255 ||
-		    cli_optlist_add(ol, COAP_OPTION_URI_QUERY, (size_t)(end - q),
-				    (const uint8_t *)q))
+		    cli_optlist_add(ol, COAP_OPTION_URI_QUERY,
+				    (size_t)(end - q), (const uint8_t *)q))
 			return -1;
 		q = *end ? end : NULL;
 	}
@@ -839,7 +850,7 @@ out:
 	return rc;
 }
 
-/* ---- the run ---------------------------------------------------------------------- */
+/* ---- the run ------------------------------------------------------------- */
 
 enum cli_wait { WAIT_NONE, WAIT_RESPONSE, WAIT_NOTIFY };
 
@@ -916,7 +927,7 @@ static int cli_run_steps(struct cli *c)
 	return 0;
 }
 
-/* ---- setup ------------------------------------------------------------------------ */
+/* ---- setup --------------------------------------------------------------- */
 
 static int cli_on_server_cn(const char *cn, const uint8_t *der,
 			    size_t der_len, coap_session_t *session,

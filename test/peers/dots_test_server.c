@@ -27,7 +27,6 @@
 #define SRV_ID_MAX 128           /* longest cuid/cdid value */
 #define SRV_LINE_MAX 4096        /* longest stdin command */
 #define SRV_WAIT_MAX_MS 1000     /* loop wakes up at least this often */
-#define SRV_DEFAULT_LIFETIME 3600 /* RFC 9132 Appendix C */
 #define SRV_CONFIG_MAX_AGE 3600  /* RFC 9132 §4.5.3: send Max-Age */
 #define SRV_RETRY_MAX_AGE 60     /* Max-Age of injected 5.03 answers */
 #define SRV_OBSERVE_MASK 0xffffff /* RFC 7641 §3.2: 24-bit values */
@@ -95,7 +94,7 @@ struct srv_sess {
 	bool has_sid;
 	uint32_t sid;
 	struct srv_cfg cfg;
-	uint8_t hb_token[8];         /* our last heartbeat, to match its answer */
+	uint8_t hb_token[8];         /* our last heartbeat, to match replies */
 	size_t hb_token_len;
 };
 
@@ -113,6 +112,7 @@ struct srv_mitig {
 	bool auto_pending;     /* still to move 1 -> 2 after status_delay */
 	uint64_t start_epoch;  /* mitigation-start */
 	uint64_t bytes, pkts, bps, pps;
+	bool dead;             /* ended; freed once observers saw status 6 */
 };
 
 /* An Observe registration on /mitigate (RFC 7641, RFC 9132 §4.4.2.1). */
@@ -126,6 +126,7 @@ struct srv_obs {
 	uint32_t mid;
 	uint32_t seq;            /* last Observe value sent */
 	coap_mid_t last_msg_id;  /* of the last NON notification (RST match) */
+	bool dirty;              /* a change to notify at the next flush */
 };
 
 struct srv_opts {
@@ -182,7 +183,7 @@ struct srv_uri {
 	const char *error; /* why the path is malformed (-> 4.00) */
 };
 
-/* ---- small helpers -------------------------------------------------------- */
+/* ---- small helpers ------------------------------------------------------- */
 
 static json_t *srv_str_or_null(bool has, const char *s)
 {
@@ -225,7 +226,7 @@ static json_t *srv_identity(coap_session_t *session)
 		return json_string(ss->cert_cn);
 	id = coap_session_get_psk_identity(session);
 	if (id && id->length && id->s)
-		return json_stringn((const char *)id->s, id->length);
+		return peer_safe_string(id->s, id->length);
 	return json_null();
 }
 
@@ -373,7 +374,7 @@ static void srv_parse_uri(const coap_pdu_t *pdu, struct srv_uri *u)
 	}
 }
 
-/* ---- responses ------------------------------------------------------------ */
+/* ---- responses ----------------------------------------------------------- */
 
 /* Makes libcoap send nothing: an empty NON (or any empty message on a
  * reliable transport) is dropped, and a CON then gets no ACK either. */
@@ -450,11 +451,12 @@ static int srv_add_payload(coap_session_t *ss, coap_pdu_t *pdu,
 	off = (size_t)(num * size);
 	more = len - off > size;
 	etag = srv_etag(buf, len);
-	if (!coap_add_option(pdu, COAP_OPTION_ETAG, 4, (const uint8_t *)&etag) ||
+	if (!coap_add_option(pdu, COAP_OPTION_ETAG, 4,
+			     (const uint8_t *)&etag) ||
 	    peer_add_uint_option(pdu, COAP_OPTION_CONTENT_FORMAT,
 				 DG_CONTENT_FORMAT_DOTS_CBOR) ||
-	    (max_age >= 0 &&
-	     peer_add_uint_option(pdu, COAP_OPTION_MAXAGE, (uint32_t)max_age)) ||
+	    (max_age >= 0 && peer_add_uint_option(pdu, COAP_OPTION_MAXAGE,
+						  (uint32_t)max_age)) ||
 	    peer_add_uint_option(pdu, COAP_OPTION_BLOCK2,
 				 (uint32_t)(num << 4 | (more ? 8 : 0) | szx)) ||
 	    (num == 0 && peer_add_uint_option(pdu, COAP_OPTION_SIZE2,
@@ -528,13 +530,13 @@ static void srv_reply_injected(struct srv *s, coap_pdu_t *response)
 	srv_reply_diag(response, s->error_code, text);
 }
 
-/* ---- mitigations ---------------------------------------------------------- */
+/* ---- mitigations --------------------------------------------------------- */
 
 static struct srv_mitig *srv_mitig_find(struct srv *s, const char *cuid,
 					uint32_t mid)
 {
 	for (struct srv_mitig *m = s->mitigs; m; m = m->next)
-		if (m->mid == mid && strcmp(m->cuid, cuid) == 0)
+		if (!m->dead && m->mid == mid && strcmp(m->cuid, cuid) == 0)
 			return m;
 	return NULL;
 }
@@ -613,9 +615,11 @@ static bool srv_obs_matches(const struct srv_obs *o, const struct srv_mitig *m)
 						 o->mid == m->mid);
 }
 
-/* Status entries of every mitigation of cuid (one mid if has_mid). */
+/* Status entries of every mitigation of cuid (one mid if has_mid);
+ * ended ones only for notifications (with_dead). */
 static json_t *srv_collect(struct srv *s, const char *cuid, bool has_mid,
-			   uint32_t mid, uint64_t now, bool *any_active)
+			   uint32_t mid, uint64_t now, bool with_dead,
+			   bool *any_active)
 {
 	json_t *scope = json_array();
 
@@ -624,7 +628,8 @@ static json_t *srv_collect(struct srv *s, const char *cuid, bool has_mid,
 	if (!scope)
 		return NULL;
 	for (struct srv_mitig *m = s->mitigs; m; m = m->next) {
-		if (strcmp(m->cuid, cuid) || (has_mid && m->mid != mid))
+		if (strcmp(m->cuid, cuid) || (has_mid && m->mid != mid) ||
+		    (m->dead && !with_dead))
 			continue;
 		json_array_append_new(scope, srv_status_entry(m, now));
 		if (any_active && srv_status_active(m->status))
@@ -633,7 +638,7 @@ static json_t *srv_collect(struct srv *s, const char *cuid, bool has_mid,
 	return scope;
 }
 
-/* ---- observers ------------------------------------------------------------ */
+/* ---- observers ----------------------------------------------------------- */
 
 static struct srv_obs *srv_obs_find(struct srv *s, coap_session_t *session,
 				    coap_bin_const_t token)
@@ -716,21 +721,40 @@ static void srv_obs_send(struct srv_obs *o, json_t *scope)
 		o->last_msg_id = id;
 }
 
-/* Notifies every observer that sees `m` (a status change, a new or a
- * removed mitigation). */
-static void srv_notify_change(struct srv *s, const struct srv_mitig *m,
-			      uint64_t now)
+/* Marks every observer that sees `m` (a status change, a new or an
+ * ended mitigation). srv_flush() sends one notification per observer, so
+ * a burst of changes does not become a burst of notifications (RFC 9132
+ * §4.4.2.1 asks for at most one per RTT). */
+static void srv_notify_change(struct srv *s, const struct srv_mitig *m)
 {
+	for (struct srv_obs *o = s->observers; o; o = o->next)
+		if (srv_obs_matches(o, m))
+			o->dirty = true;
+}
+
+/* Sends the marked notifications, then frees ended mitigations. */
+static void srv_flush(struct srv *s, uint64_t now)
+{
+	struct srv_mitig *m, *next;
 	json_t *scope;
 
-	if (s->mode == SRV_SILENT)
-		return;
 	for (struct srv_obs *o = s->observers; o; o = o->next) {
-		if (!srv_obs_matches(o, m))
+		if (!o->dirty)
 			continue;
-		scope = srv_collect(s, o->cuid, o->has_mid, o->mid, now, NULL);
-		if (scope)
+		o->dirty = false;
+		if (s->mode == SRV_SILENT)
+			continue;
+		scope = srv_collect(s, o->cuid, o->has_mid, o->mid, now, true,
+				    NULL);
+		if (scope && json_array_size(scope))
 			srv_obs_send(o, scope);
+		else
+			json_decref(scope);
+	}
+	for (m = s->mitigs; m; m = next) {
+		next = m->next;
+		if (m->dead)
+			srv_mitig_free(s, m);
 	}
 }
 
@@ -743,26 +767,27 @@ static void srv_notify_periodic(struct srv *s, uint64_t now)
 	if (s->mode == SRV_SILENT)
 		return;
 	for (struct srv_obs *o = s->observers; o; o = o->next) {
-		scope = srv_collect(s, o->cuid, o->has_mid, o->mid, now,
+		scope = srv_collect(s, o->cuid, o->has_mid, o->mid, now, true,
 				    &active);
-		if (scope && active)
+		if (scope && active) {
 			srv_obs_send(o, scope);
-		else
+			o->dirty = false;
+		} else {
 			json_decref(scope);
+		}
 	}
 }
 
 /* Ends a mitigation: observers see status 6 with lifetime 0 once. */
-static void srv_mitig_terminate(struct srv *s, struct srv_mitig *m,
-				uint64_t now)
+static void srv_mitig_terminate(struct srv *s, struct srv_mitig *m)
 {
 	m->status = ST_TERMINATED;
 	m->auto_pending = false;
-	srv_notify_change(s, m, now);
-	srv_mitig_free(s, m);
+	m->dead = true;
+	srv_notify_change(s, m);
 }
 
-/* ---- /mitigate ------------------------------------------------------------ */
+/* ---- /mitigate ----------------------------------------------------------- */
 
 static const char *const srv_server_only[] = {
 	"mid", "mitigation-start", "status", "conflict-information",
@@ -815,8 +840,8 @@ static json_t *srv_check_request(json_t *body, bool efficacy, char *why,
 	}
 	/* RFC 9132 §4.4.1: a lifetime of 0 is invalid. */
 	if (json_integer_value(lt) == 0 || json_integer_value(lt) < -1) {
-		snprintf(why, why_size, "invalid lifetime %" JSON_INTEGER_FORMAT,
-			 json_integer_value(lt));
+		snprintf(why, why_size, "invalid lifetime %"
+			 JSON_INTEGER_FORMAT, json_integer_value(lt));
 		return NULL;
 	}
 	/* RFC 9132 §4.4.3: attack-status only (and always) in an efficacy
@@ -846,6 +871,11 @@ static bool srv_same_scope(json_t *a, json_t *b)
 	return eq;
 }
 
+static int64_t srv_lifetime(json_t *entry)
+{
+	return json_integer_value(json_object_get(entry, "lifetime"));
+}
+
 static json_t *srv_put_answer(const struct srv_mitig *m)
 {
 	return srv_mitigation_model(json_pack("[{s:I,s:I}]", "mid",
@@ -867,7 +897,8 @@ static void srv_reply_conflict(coap_pdu_t *response, json_t *entry)
 		       cs ? srv_mitigation_model(json_pack(
 			       "[{s:{s:s,s:s,s:i,s:o}}]",
 			       "conflict-information",
-			       "conflict-status", "request-inactive-other-active",
+			       "conflict-status",
+			       "request-inactive-other-active",
 			       "conflict-cause", "overlapping-targets",
 			       "retry-timer", 30, "conflict-scope", cs)) : NULL,
 		       -1, -1);
@@ -911,7 +942,7 @@ static void srv_mitigate_put(struct srv *s, const struct srv_uri *u,
 		}
 		json_object_set(m->entry, "attack-status",
 				json_object_get(e, "attack-status"));
-		m->lifetime = json_integer_value(json_object_get(e, "lifetime"));
+		m->lifetime = srv_lifetime(e);
 		m->refreshed_ms = now;
 		srv_reply_body(response, COAP_RESPONSE_CODE(204),
 			       srv_put_answer(m), -1, -1);
@@ -926,7 +957,7 @@ static void srv_mitigate_put(struct srv *s, const struct srv_uri *u,
 		 * the request: 2.04. */
 		json_decref(m->entry);
 		m->entry = json_deep_copy(e);
-		m->lifetime = json_integer_value(json_object_get(e, "lifetime"));
+		m->lifetime = srv_lifetime(e);
 		m->refreshed_ms = now;
 		srv_reply_body(response, COAP_RESPONSE_CODE(204),
 			       srv_put_answer(m), -1, -1);
@@ -948,7 +979,7 @@ static void srv_mitigate_put(struct srv *s, const struct srv_uri *u,
 	strcpy(m->cdid, u->cdid);
 	m->has_cdid = u->has_cdid;
 	m->mid = u->mid;
-	m->lifetime = json_integer_value(json_object_get(e, "lifetime"));
+	m->lifetime = srv_lifetime(e);
 	m->refreshed_ms = m->created_ms = now;
 	m->status = ST_IN_PROGRESS;
 	m->auto_pending = true;
@@ -958,7 +989,7 @@ static void srv_mitigate_put(struct srv *s, const struct srv_uri *u,
 	s->nmitigs++;
 	srv_reply_body(response, COAP_RESPONSE_CODE(201), srv_put_answer(m),
 		       -1, -1);
-	srv_notify_change(s, m, now);
+	srv_notify_change(s, m);
 }
 
 static void srv_mitigate_get(struct srv *s, const struct srv_uri *u,
@@ -978,7 +1009,7 @@ static void srv_mitigate_get(struct srv *s, const struct srv_uri *u,
 		srv_obs_remove(s, o, "cancelled by GET");
 		o = NULL;
 	}
-	scope = srv_collect(s, u->cuid, u->has_mid, u->mid, now, NULL);
+	scope = srv_collect(s, u->cuid, u->has_mid, u->mid, now, false, NULL);
 	if (!scope || json_array_size(scope) == 0) {
 		json_decref(scope);
 		/* RFC 7641 §4.1: an error ends the observation. */
@@ -994,6 +1025,7 @@ static void srv_mitigate_get(struct srv *s, const struct srv_uri *u,
 			o = calloc(1, sizeof(*o));
 			if (o) {
 				o->session = session;
+				o->last_msg_id = COAP_INVALID_MID;
 				memcpy(o->token, token.s, token.length);
 				o->token_len = token.length;
 				o->next = s->observers;
@@ -1017,7 +1049,7 @@ static void srv_mitigate_get(struct srv *s, const struct srv_uri *u,
 }
 
 static void srv_mitigate_delete(struct srv *s, const struct srv_uri *u,
-				coap_pdu_t *response, uint64_t now)
+				coap_pdu_t *response)
 {
 	struct srv_mitig *m;
 
@@ -1028,12 +1060,12 @@ static void srv_mitigate_delete(struct srv *s, const struct srv_uri *u,
 	}
 	m = srv_mitig_find(s, u->cuid, u->mid);
 	if (m)
-		srv_mitig_terminate(s, m, now);
+		srv_mitig_terminate(s, m);
 	/* RFC 9132 §4.4.4: 2.02 even when the mid is unknown. */
 	coap_pdu_set_code(response, COAP_RESPONSE_CODE(202));
 }
 
-/* ---- /config -------------------------------------------------------------- */
+/* ---- /config ------------------------------------------------------------- */
 
 static void srv_cfg_defaults(struct srv_cfg *c)
 {
@@ -1153,7 +1185,8 @@ static int srv_cfg_apply(json_t *jset, struct srv_cfg_set *set,
 				return 400;
 			}
 		} else {
-			if (!json_is_integer(cv) || json_integer_value(cv) < 0 ||
+			if (!json_is_integer(cv) ||
+			    json_integer_value(cv) < 0 ||
 			    json_integer_value(cv) > UINT32_MAX) {
 				snprintf(why, why_size, "%s: bad value", key);
 				return 400;
@@ -1244,7 +1277,7 @@ static void srv_config(const struct srv_uri *u,
 	coap_pdu_set_code(response, COAP_RESPONSE_CODE(fresh ? 201 : 204));
 }
 
-/* ---- request dispatch ----------------------------------------------------- */
+/* ---- request dispatch ---------------------------------------------------- */
 
 static const char *srv_method_name(coap_pdu_code_t code)
 {
@@ -1297,9 +1330,8 @@ static json_t *srv_record(coap_session_t *session, const coap_pdu_t *req,
 	 * what was on the wire. */
 	json_object_set_new(ev, "hop_limit", hl >= 0 ? json_integer(hl + 1) :
 			    json_null());
-	json_object_set_new(ev, "if_match",
-			    json_boolean(peer_opt_present(req,
-							  COAP_OPTION_IF_MATCH)));
+	json_object_set_new(ev, "if_match", json_boolean(
+		peer_opt_present(req, COAP_OPTION_IF_MATCH)));
 	json_object_set_new(ev, "observe", obs >= 0 ? json_integer(obs) :
 			    json_null());
 	json_object_set_new(ev, "type", json_string(type));
@@ -1309,8 +1341,8 @@ static json_t *srv_record(coap_session_t *session, const coap_pdu_t *req,
 	json_object_set_new(ev, "content_format", cf >= 0 ?
 			    json_integer(cf) : json_null());
 	json_object_set_new(ev, "query", query && query->length ?
-			    json_stringn((const char *)query->s,
-					 query->length) : json_null());
+			    peer_safe_string(query->s, query->length) :
+			    json_null());
 	peer_describe_payload(ev, data, len, cf, 0);
 	body = json_object_get(ev, "body");
 	if (json_is_object(body)) {
@@ -1318,9 +1350,12 @@ static json_t *srv_record(coap_session_t *session, const coap_pdu_t *req,
 	} else {
 		body = NULL;
 		if (len) {
+			const char *e = json_string_value(
+				json_object_get(ev, "decode_error"));
+
 			*bad_body = true;
-			snprintf(why, why_size, "%s", json_string_value(
-				json_object_get(ev, "decode_error")));
+			snprintf(why, why_size, "%s",
+				 e ? e : "body is not application/dots+cbor");
 		}
 	}
 	json_object_del(ev, "diagnostic");
@@ -1396,7 +1431,7 @@ static void srv_on_request(coap_resource_t *resource, coap_session_t *session,
 			srv_mitigate_get(s, &u, session, request, response,
 					 now);
 		else
-			srv_mitigate_delete(s, &u, response, now);
+			srv_mitigate_delete(s, &u, response);
 		break;
 	case RES_CONFIG:
 		srv_config(&u, session, method, body, response);
@@ -1417,7 +1452,7 @@ out:
 	json_decref(body);
 }
 
-/* ---- our heartbeats (RFC 9132 §4.7: the server sends them too) ------------- */
+/* ---- our heartbeats (RFC 9132 §4.7: the server sends them too) ----------- */
 
 static void srv_send_heartbeats(struct srv *s)
 {
@@ -1501,7 +1536,7 @@ static coap_response_t srv_on_response(coap_session_t *session,
 	return COAP_RESPONSE_OK;
 }
 
-/* ---- sessions and credentials --------------------------------------------- */
+/* ---- sessions and credentials -------------------------------------------- */
 
 static int srv_on_event(coap_session_t *session, const coap_event_t event)
 {
@@ -1657,7 +1692,7 @@ static int srv_endpoint_port(coap_endpoint_t *ep)
 	return (int)port;
 }
 
-/* ---- stdin commands -------------------------------------------------------- */
+/* ---- stdin commands ------------------------------------------------------ */
 
 static void srv_command_result(const char *line, bool ok, const char *error)
 {
@@ -1679,7 +1714,6 @@ static void srv_command(struct srv *s, char *line)
 {
 	char *save = NULL, *cmd, *arg;
 	char copy[SRV_LINE_MAX];
-	uint64_t now = peer_now_ms();
 
 	snprintf(copy, sizeof(copy), "%s", line);
 	cmd = strtok_r(line, " \t\r", &save);
@@ -1732,12 +1766,12 @@ static void srv_command(struct srv *s, char *line)
 			return;
 		}
 		for (struct srv_mitig *m = s->mitigs; m; m = m->next) {
-			if (m->mid != mid)
+			if (m->mid != mid || m->dead)
 				continue;
 			found = true;
 			m->status = (int)st;
 			m->auto_pending = false;
-			srv_notify_change(s, m, now);
+			srv_notify_change(s, m);
 		}
 		if (!found) {
 			srv_command_result(copy, false, "no such mid");
@@ -1782,7 +1816,7 @@ static void srv_read_stdin(struct srv *s)
 	}
 }
 
-/* ---- timers ------------------------------------------------------------------ */
+/* ---- timers -------------------------------------------------------------- */
 
 /* Runs what is due and returns the ms until the next deadline. */
 static uint32_t srv_timers(struct srv *s, uint64_t now)
@@ -1792,11 +1826,13 @@ static uint32_t srv_timers(struct srv *s, uint64_t now)
 
 	for (m = s->mitigs; m; m = mnext) {
 		mnext = m->next;
+		if (m->dead)
+			continue;
 		due = m->created_ms + s->o.status_delay_ms;
 		if (m->auto_pending && now >= due) {
 			m->auto_pending = false;
 			m->status = ST_MITIGATED;
-			srv_notify_change(s, m, now);
+			srv_notify_change(s, m);
 		} else if (m->auto_pending && due < next) {
 			next = due;
 		}
@@ -1805,7 +1841,7 @@ static uint32_t srv_timers(struct srv *s, uint64_t now)
 		due = m->refreshed_ms + (uint64_t)m->lifetime * 1000;
 		if (now >= due) {
 			/* RFC 9132 §4.4.1: expired requests are removed. */
-			srv_mitig_terminate(s, m, now);
+			srv_mitig_terminate(s, m);
 			continue;
 		}
 		if (due < next)
@@ -1841,7 +1877,7 @@ static uint32_t srv_timers(struct srv *s, uint64_t now)
 	return next > now ? (uint32_t)(next - now) : 0;
 }
 
-/* ---- main ----------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------- */
 
 static void usage(FILE *f)
 {
@@ -2013,8 +2049,10 @@ int main(int argc, char **argv)
 	s.next_hb_ms = peer_now_ms() + s.o.heartbeat_ms;
 	while (!peer_stop && !s.quit) {
 		bool stdin_ready = false;
-		uint32_t wait = srv_timers(&s, peer_now_ms());
+		uint64_t now = peer_now_ms();
+		uint32_t wait = srv_timers(&s, now);
 
+		srv_flush(&s, now);
 		/* Arms libcoap's timers after whatever we sent. */
 		coap_io_process(s.ctx, COAP_IO_NO_WAIT);
 		peer_wait(s.ctx, wait, s.stdin_open ? &stdin_ready : NULL);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -50,7 +51,7 @@ void peer_init(const char *name, int coap_level)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = peer_on_signal;
 	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: poll() must return EINTR so the loop sees peer_stop. */
+	/* No SA_RESTART: poll() returns EINTR and the loop sees peer_stop. */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -242,6 +243,13 @@ int peer_check_creds(const struct peer_creds *c, coap_proto_t proto)
 		peer_log("X.509 needs --cert, --key and --ca");
 		return -1;
 	}
+	/* libcoap reads the files only at the first handshake: fail now. */
+	if (pki && (access(c->cert, R_OK) || access(c->key, R_OK) ||
+		    access(c->ca, R_OK))) {
+		peer_log("cannot read --cert, --key or --ca: %s",
+			 strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -270,6 +278,28 @@ int peer_parse_code(const char *s, coap_pdu_code_t *out)
 		return -1;
 	*out = (coap_pdu_code_t)(cls << 5 | detail);
 	return 0;
+}
+
+json_t *peer_safe_string(const uint8_t *buf, size_t len)
+{
+	json_t *j = json_stringn((const char *)buf, len);
+	char *s;
+	size_t n = 0;
+
+	if (j || len > SIZE_MAX / 4 - 1)
+		return j;
+	s = malloc(4 * len + 1);
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] >= 0x20 && buf[i] < 0x7f)
+			s[n++] = (char)buf[i];
+		else
+			n += (size_t)sprintf(s + n, "\\x%02x", buf[i]);
+	}
+	j = json_stringn(s, n);
+	free(s);
+	return j;
 }
 
 json_t *peer_hex_json(const uint8_t *buf, size_t len)

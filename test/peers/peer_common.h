@@ -6,6 +6,9 @@
  * from integration tests and the demo. Their contract with the tests is
  * their stdout: one JSON object per line, flushed after every line.
  * Everything else (libcoap's log, our diagnostics) goes to stderr.
+ * stdout is blocking on purpose (no line is ever dropped): whoever starts
+ * a peer must keep reading its stdout (or send it to a file), or the peer
+ * stalls once the pipe is full and stops answering.
  *
  * Both peers run one single-threaded loop: peer_wait() sleeps in poll()
  * on libcoap's epoll fd (readable for socket I/O and for libcoap's own
@@ -95,6 +98,11 @@ const char *peer_code_str(coap_pdu_code_t code, char *buf);
 
 /* Parses "2.05" or "205" into a CoAP code (class 2..5). Returns 0 or -1. */
 int peer_parse_code(const char *s, coap_pdu_code_t *out);
+
+/* Bytes from the wire as a JSON string: as is when they are valid UTF-8,
+ * else with every byte outside printable ASCII written as \xNN. NULL on
+ * ENOMEM. */
+json_t *peer_safe_string(const uint8_t *buf, size_t len);
 
 /* Lower-case hex of a buffer as a new JSON string (NULL on ENOMEM). */
 json_t *peer_hex_json(const uint8_t *buf, size_t len);
