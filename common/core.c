@@ -1137,8 +1137,10 @@ static void up_maybe_release(struct core *c, struct client_st *cl,
 		if (r->has_dn)
 			return; /* a withdrawal still in flight */
 	struct core_action *a = act_push(out, CORE_ACT_UP_CLOSE);
-	if (a)
+	if (a) {
 		a->up_id = u->id;
+		a->final = true;
+	}
 	dg_info(LOG_UP, "[%s] closing: client=%s gone and nothing to keep",
 		up_name(u), cl->cfg->name);
 	up_free(c, u);
@@ -1353,8 +1355,10 @@ void core_shutdown(struct core *c, struct core_actions *out)
 	while ((n = hmap_iter_next(&c->up, &it))) {
 		struct up_sess *u = hmap_entry(n, struct up_sess, node);
 		struct core_action *a = act_push(out, CORE_ACT_UP_CLOSE);
-		if (a)
+		if (a) {
 			a->up_id = u->id;
+			a->final = true;
+		}
 	}
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->dn, &it))) {

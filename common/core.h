@@ -95,6 +95,9 @@ enum core_act_type {
 
 struct core_action {
 	enum core_act_type type;
+	/* UP_CLOSE: the core forgot up_id for good (no reconnection will
+	 * reuse it); io may free what it keeps for it. */
+	bool final;
 	uint64_t dn_sid, req_id, up_id;
 	const struct gw_upstream *upstream;
 	struct core_msg msg;

@@ -47,6 +47,8 @@ struct io_pending {
 
 struct io_up {
 	struct hmap_node node; /* io->up by up_id */
+	struct io_up *next_connecting; /* in io->connecting while !connected */
+	bool on_connecting;
 	uint64_t up_id;
 	coap_session_t *session;
 	const struct gw_upstream *cfg;
@@ -63,6 +65,7 @@ struct io {
 	int open_handles;
 	struct core_actions acts;
 	struct hmap dn, pending, up;
+	struct io_up *connecting; /* sessions whose handshake is in progress */
 	uint64_t next_sid, next_req_id;
 	coap_session_t **releases;
 	size_t nreleases, releases_cap;
@@ -524,6 +527,11 @@ static void do_up_open(struct io *io, struct core_action *a)
 	}
 	iu->session = s;
 	coap_session_set_app_data(s, iu);
+	if (!iu->on_connecting) {
+		iu->on_connecting = true;
+		iu->next_connecting = io->connecting;
+		io->connecting = iu;
+	}
 	if (proto == COAP_PROTO_UDP) {
 		/* No handshake: usable at once. */
 		iu->connected = true;
@@ -546,9 +554,18 @@ static void do_up_close(struct io *io, struct core_action *a)
 		defer_release(io, iu->session);
 		iu->session = NULL;
 	}
-	/* The core may reopen the same id later (reconnect): keep the slot
-	 * unless the core forgot the session for good, which it says by
-	 * never reopening; freed at shutdown. */
+	/* A reconnection reuses the id and the slot; a final close frees it
+	 * (map mode opens one upstream session per client connection). */
+	if (!a->final)
+		return;
+	for (struct io_up **p = &io->connecting; *p; p = &(*p)->next_connecting) {
+		if (*p == iu) {
+			*p = iu->next_connecting;
+			break;
+		}
+	}
+	hmap_remove(&io->up, &iu->node);
+	free(iu);
 }
 
 static void do_up_send(struct io *io, struct core_action *a)
@@ -935,17 +952,23 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
  */
 static void check_connecting(struct io *io)
 {
-	struct hmap_iter it = { 0, NULL };
-	struct hmap_node *n;
+	struct io_up **p = &io->connecting;
 
-	while ((n = hmap_iter_next(&io->up, &it))) {
-		struct io_up *u = hmap_entry(n, struct io_up, node);
-		if (u->connected || !u->session ||
-		    coap_session_get_state(u->session) != COAP_SESSION_STATE_ESTABLISHED)
+	while (*p) {
+		struct io_up *u = *p;
+		if (!u->connected && u->session &&
+		    coap_session_get_state(u->session) != COAP_SESSION_STATE_ESTABLISHED) {
+			p = &u->next_connecting;
 			continue;
-		u->connected = true;
-		core_on_up_event(io->core, u->up_id, CORE_UP_CONNECTED, io_now(),
-				 &io->acts);
+		}
+		/* Established, or closed meanwhile: off the list either way. */
+		*p = u->next_connecting;
+		u->on_connecting = false;
+		if (!u->connected && u->session) {
+			u->connected = true;
+			core_on_up_event(io->core, u->up_id, CORE_UP_CONNECTED,
+					 io_now(), &io->acts);
+		}
 	}
 }
 
