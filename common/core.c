@@ -488,6 +488,15 @@ static void reply_diag(struct core_actions *out, uint64_t dn_sid,
 	}
 }
 
+/* The reply just appended for req_id, or NULL when appending failed (out
+ * of memory): options are added to it only when it is really there. */
+static struct core_action *last_reply(struct core_actions *out, uint64_t req_id)
+{
+	struct core_action *a = out->n ? &out->v[out->n - 1] : NULL;
+
+	return a && a->type == CORE_ACT_REPLY && a->req_id == req_id ? a : NULL;
+}
+
 /* ---- status entries ---------------------------------------------------------- */
 
 static const char *const nonconfig_members[] = {
@@ -1920,9 +1929,11 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 		reply_diag(out, s->sid, req->req_id, DG_CODE_TOO_LARGE,
 			   "body of %zu bytes exceeds %" PRIu32, req->body_len,
 			   c->cfg->max_body);
-		struct core_action *a = &out->v[out->n - 1];
-		a->msg.has_size1 = true;
-		a->msg.size1 = c->cfg->max_body;
+		struct core_action *a = last_reply(out, req->req_id);
+		if (a) {
+			a->msg.has_size1 = true;
+			a->msg.size1 = c->cfg->max_body;
+		}
 		return;
 	}
 	if (req->body_len) {
@@ -2019,9 +2030,10 @@ static void reply_from_upstream(const struct core *c, struct up_req *r,
 			 * the answer (two gateways may share an address). */
 			reply_diag(out, r->dn_sid, r->dn_req_id, rsp->code, "%s %s",
 				   text, c->cfg->id);
-			a = &out->v[out->n - 1];
-			a->msg.has_hop_limit = true;
-			a->msg.hop_limit = 255;
+			if ((a = last_reply(out, r->dn_req_id))) {
+				a->msg.has_hop_limit = true;
+				a->msg.hop_limit = 255;
+			}
 		} else {
 			reply_diag(out, r->dn_sid, r->dn_req_id, rsp->code, "%s", text);
 		}
