@@ -2318,9 +2318,11 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 		return;
 	}
 	if (now >= r->next_retx) {
-		/* NON requests are repeated until answered (RFC 9132 §4.4). */
+		/* NON requests are repeated until answered, at most one per
+		 * 3 s without an RTT estimate (RFC 9132 §4.4). No backoff:
+		 * under attack the link is lossy, not congested by us, and a
+		 * steady cadence is what gets a request through 50% loss. */
 		up_transmit(c, r, out);
-		r->retx_interval *= 2;
 		r->next_retx = now + r->retx_interval;
 	}
 	req_arm(c, r);
