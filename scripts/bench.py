@@ -1082,12 +1082,18 @@ class Bench:
 
 
 def git_rev():
+    """HEAD, with '+dirty' when tracked files differ from it."""
     try:
-        return subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'],
+        head = subprocess.run(['git', '-C', str(ROOT), 'rev-parse', 'HEAD'],
                               capture_output=True, text=True,
                               timeout=10).stdout.strip()
+        dirty = subprocess.run(['git', '-C', str(ROOT), 'status',
+                                '--porcelain', '--untracked-files=no'],
+                               capture_output=True, text=True,
+                               timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+    return head + ('+dirty' if dirty else '')
 
 
 def host_info():
@@ -1150,6 +1156,7 @@ def main():
         args.tmp = str(Path('/tmp') / f'dotsgw-bench-{stamp}')
     b = Bench(args)
     t0 = time.monotonic()
+    rev = git_rev()  # what was built (at the start: others may commit)
     info = host_info()
     log(f'dotsgw bench: {info["cpus"]} cpus ({info["cpu_model"]}), load '
         f'{info["loadavg_start"][0]:.2f}; logs in {args.tmp}')
@@ -1169,7 +1176,7 @@ def main():
         b.stop_all()
     info['loadavg_end'] = os.getloadavg()
     rows = b.targets()
-    out = {'date': stamp, 'git': git_rev(), 'build': str(b.build),
+    out = {'date': stamp, 'git': rev, 'build': str(b.build),
            'host': info, 'wall_s': time.monotonic() - t0,
            'command': ' '.join(sys.argv), 'targets': rows, 'errors': errors,
            'profiles': b.profiles, **b.results}
