@@ -7,7 +7,7 @@ mitigation requests through dotsgw, one per client session, WAVE sessions
 at a time, and measures the fraction whose 2.01 (or 2.04) and whose
 status 2 reach the client within WINDOW seconds, with their latency
 distributions. The machinery, the gateway configuration and the caveats
-are those of test/integration/test_loss.py (read its docstring).
+are those of test/integration/loss_scenarios.py (read its docstring).
 
 Prints one summary per rate and the causes of the failures (from dotsgw's
 debug log), and writes everything to bench/results/loss-<UTC date>.json
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'test' / 'integration'))
 
 import harness  # noqa: E402
-import test_loss  # noqa: E402
+import loss_scenarios as test_loss  # noqa: E402
 
 TARGETS = {30: 1.0, 50: 0.99}
 
@@ -164,17 +164,19 @@ def main():
 
     print()
     print(f'mechanism: {test_loss.describe_mechanism(mech, why)}')
-    print(f'{"loss":>5}  {"requests":>8}  {"2.01/2.04 <= %gs" % args.window:>16}'
-          f'  {"status 2 <= %gs" % args.window:>15}  target')
+    head_rsp = f'2.01/2.04 <= {args.window:g}s'
+    head_st = f'status 2 <= {args.window:g}s'
+    print(f'{"loss":>5}  {"requests":>8}  {head_rsp:>16}  {head_st:>15}  '
+          'target')
     for res in report['runs']:
         n = res['requests']
         t = res.get('target')
         verdict = ('-' if t is None else
                    f'{t:.0%} {"met" if res["target_met"] else "MISSED"}')
+        acc, st = res['accepted_in_window'], res['status2_in_window']
         print(f'{res["loss"]:>5.0%}  {n:>8}  '
-              f'{res["accepted_in_window"]:>5}/{n:<4} {res["fraction_accepted"]:>6.1%}'
-              f'  {res["status2_in_window"]:>5}/{n:<4}{res["fraction_status2"]:>6.1%}'
-              f'  {verdict}')
+              f'{acc:>5}/{n:<4} {res["fraction_accepted"]:>6.1%}  '
+              f'{st:>5}/{n:<4}{res["fraction_status2"]:>6.1%}  {verdict}')
         print(f'       answer latency:   {fmt_dist(res["response_latency_s"])}'
               f' ({res["accepted_2_01"]} x 2.01, {res["accepted_2_04"]} x '
               '2.04 in the window)')

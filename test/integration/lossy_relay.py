@@ -191,7 +191,7 @@ class Relay:
                    'fwd': dict(self.dirs['fwd'].params),
                    'rev': dict(self.dirs['rev'].params)})
 
-    # datagrams ----------------------------------------------------------------
+    # datagrams ------------------------------------------------------------
 
     def flow_socket(self, client):
         s = self.flows.get(client)
@@ -264,7 +264,7 @@ class Relay:
             _, _, sock, data, addr, direction = heapq.heappop(self.timers)
             self.transmit(direction, sock, data, addr)
 
-    # commands -------------------------------------------------------------------
+    # commands -------------------------------------------------------------
 
     def command(self, line):
         words = line.split()
@@ -318,7 +318,7 @@ class Relay:
             line, self.stdin_buf = self.stdin_buf.split(b'\n', 1)
             self.command(line.decode('utf-8', 'replace').strip())
 
-    # loop -------------------------------------------------------------------------
+    # loop -----------------------------------------------------------------
 
     def stop(self, *_):
         self.running = False
