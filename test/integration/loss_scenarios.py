@@ -6,7 +6,7 @@ mostly because dots-test-client does not repeat NON requests and libcoap
 runs these scenarios at full scale. Rename back to test_loss.py once the
 test client repeats NON requests and the gateway meets the targets.
 
-"""Loss and fault tests (issue 4, part 2): mitigation requests through
+Loss and fault tests (issue 4, part 2): mitigation requests through
 dotsgw while the client-gateway and the gateway-upstream links, DTLS over
 UDP on both, lose, duplicate and reorder datagrams.
 
