@@ -614,6 +614,29 @@ static void obs_free(struct dn_obs *o)
 	free(o);
 }
 
+/* Drops cl's observations on session dn_sid: the one with this token, or
+ * all of them when token is NULL (the session is gone). */
+static void obs_drop(struct client_st *cl, uint64_t dn_sid,
+		     const uint8_t *token, size_t token_len)
+{
+	struct dn_obs **p = &cl->observers;
+
+	while (*p) {
+		struct dn_obs *o = *p;
+		if (o->dn_sid == dn_sid &&
+		    (!token || (o->token_len == token_len &&
+				memcmp(o->token, token, token_len) == 0))) {
+			*p = o->next;
+			cl->n_observers--;
+			obs_free(o);
+			if (token)
+				return;
+			continue;
+		}
+		p = &o->next;
+	}
+}
+
 /* Ends the observations of a withdrawn mitigation with 4.04 (RFC 7641 §3.2). */
 static void end_observers_of(struct core *c, struct client_st *cl,
 			     const char *cuid, uint32_t mid,
@@ -1456,17 +1479,7 @@ void core_on_dn_session_down(struct core *c, uint64_t dn_sid, dg_time_ms now,
 		return;
 	dg_info(LOG_DN, "[%" PRIu64 "] session down peer=%s", dn_sid, s->peer);
 	if (s->cl) {
-		struct dn_obs **p = &s->cl->observers;
-		while (*p) {
-			struct dn_obs *o = *p;
-			if (o->dn_sid == dn_sid) {
-				*p = o->next;
-				s->cl->n_observers--;
-				obs_free(o);
-				continue;
-			}
-			p = &o->next;
-		}
+		obs_drop(s->cl, dn_sid, NULL, 0);
 		/* Replies to requests in flight are dropped by io; the upstream
 		 * work itself (a withdrawal, say) still completes. */
 		s->cl->n_dn--;
@@ -1519,26 +1532,13 @@ void core_on_dn_response(struct core *c, uint64_t dn_sid, const uint8_t *token,
 {
 	struct dn_sess *s = dn_find(c, dn_sid);
 
-	(void)token;
-	(void)token_len;
 	(void)out;
 	if (!s)
 		return;
 	s->last_rx = now;
 	if (code == 0 && s->cl) {
 		/* An RST to a notification cancels that observation (RFC 7641 §3.6). */
-		struct dn_obs **p = &s->cl->observers;
-		while (*p) {
-			struct dn_obs *o = *p;
-			if (o->dn_sid == dn_sid && o->token_len == token_len &&
-			    memcmp(o->token, token, token_len) == 0) {
-				*p = o->next;
-				s->cl->n_observers--;
-				obs_free(o);
-				break;
-			}
-			p = &o->next;
-		}
+		obs_drop(s->cl, dn_sid, token, token_len);
 	}
 }
 
@@ -1654,18 +1654,7 @@ static void handle_get(struct core *c, struct dn_sess *s,
 	}
 	if (req->has_observe && req->observe == 1) {
 		/* Deregistration (RFC 7641 §3.6): same token. */
-		struct dn_obs **p = &cl->observers;
-		while (*p) {
-			struct dn_obs *o = *p;
-			if (o->dn_sid == s->sid && o->token_len == req->token_len &&
-			    memcmp(o->token, req->token, req->token_len) == 0) {
-				*p = o->next;
-				cl->n_observers--;
-				obs_free(o);
-				break;
-			}
-			p = &o->next;
-		}
+		obs_drop(cl, s->sid, req->token, req->token_len);
 	}
 	/* Another client's cuid is invisible: same answer as no mitigation. */
 	json_t *arr = json_array();

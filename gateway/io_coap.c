@@ -357,11 +357,10 @@ static coap_pdu_t *msg_pdu(coap_session_t *s, coap_pdu_type_t type,
 	return pdu;
 }
 
-static coap_pdu_type_t msg_type(const coap_session_t *s, bool confirmable)
+/* Reliable transports have no CON/NON (RFC 8323); libcoap ignores it there. */
+static coap_pdu_type_t msg_type(bool confirmable)
 {
-	/* Reliable transports have no CON/NON (RFC 8323); libcoap ignores it. */
 	return confirmable ? COAP_MESSAGE_CON : COAP_MESSAGE_NON;
-	(void)s;
 }
 
 /* ---- actions ---------------------------------------------------------------------- */
@@ -392,7 +391,7 @@ static void do_dn_send(struct io *io, struct core_action *a)
 
 	if (!d)
 		return;
-	coap_pdu_t *pdu = msg_pdu(d->session, msg_type(d->session, a->msg.confirmable),
+	coap_pdu_t *pdu = msg_pdu(d->session, msg_type(a->msg.confirmable),
 				  &a->msg);
 	if (pdu)
 		coap_send(d->session, pdu);
@@ -575,7 +574,7 @@ static void do_up_send(struct io *io, struct core_action *a)
 	if (!iu || !iu->session)
 		return;
 	coap_pdu_t *pdu = msg_pdu(iu->session,
-				  msg_type(iu->session, a->msg.confirmable), &a->msg);
+				  msg_type(a->msg.confirmable), &a->msg);
 	if (!pdu || coap_send(iu->session, pdu) == COAP_INVALID_MID)
 		dg_debug(LOG_IO, "[%s] send failed", iu->cfg->name);
 }

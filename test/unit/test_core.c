@@ -1001,6 +1001,66 @@ static void test_cuid_wide_observe_gets_each_change(void **state)
 	json_decref(b);
 }
 
+/* Observe=1 on the same token (RFC 7641 §3.6), or an RST to a notification,
+ * ends the observation: later upstream changes reach nobody. */
+static void cancel_then_change(struct fix *f, bool by_rst)
+{
+	uint64_t up = bring_up(f, 1, 0);
+	struct core_action obs = install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.observe = 0;
+	uint64_t rid = dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+				  NULL, 0, &o);
+	uint8_t token[8];
+	size_t token_len = 4;
+	memcpy(token, &rid, 4); /* dn_request's token scheme */
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.dn_observers, 1);
+	clear(f);
+	if (by_rst) {
+		core_on_dn_response(f->core, 1, token, token_len, 0, f->now, &f->out);
+	} else {
+		/* dn_request makes a new token per request: reuse the first. */
+		char segs[16][64];
+		const char *ptrs[16];
+		struct core_request r;
+		memset(&r, 0, sizeof(r));
+		r.dn_sid = 1;
+		r.req_id = ++req_counter;
+		r.method = CORE_GET;
+		split_path("/.well-known/dots/mitigate/cuid=abc/mid=3", segs, ptrs, &r.npath);
+		r.path = ptrs;
+		r.has_observe = true;
+		r.observe = 1;
+		memcpy(r.token, token, token_len);
+		r.token_len = token_len;
+		core_on_dn_request(f->core, &r, f->now, &f->out);
+		struct core_action *a = reply_for(f, r.req_id);
+		assert_non_null(a);
+		assert_int_equal(a->msg.code, 205);
+		assert_false(a->msg.has_observe);
+	}
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.dn_observers, 0);
+	clear(f);
+	up_answer(f, &obs, 205,
+		  "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,"
+		  "\"lifetime\":1700,\"status\":\"attack-successfully-mitigated\"}]}}", 2, up);
+	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 0);
+}
+
+static void test_observe_cancelled_by_observe_1(void **state)
+{
+	cancel_then_change(*state, false);
+}
+
+static void test_observe_cancelled_by_rst(void **state)
+{
+	cancel_then_change(*state, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1026,6 +1086,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queued_until_upstream_ready, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_renews_lifetime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cuid_wide_observe_gets_each_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_observe_1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_rst, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
