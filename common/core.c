@@ -172,7 +172,9 @@ struct up_sess {
 
 struct core {
 	const struct gw_config *cfg;
-	struct client_st *clients;
+	/* One record per configured client, allocated one by one so that
+	 * sessions keep pointing at them across a reload. */
+	struct client_st **clients;
 	size_t nclients;
 	struct hmap dn, up, reqs, cuids, mitigs;
 	uint64_t next_up_id, next_mitig_id, token_state;
@@ -424,8 +426,8 @@ static struct client_st *client_of(const struct core *c,
 				   const struct gw_client *cfg)
 {
 	for (size_t i = 0; i < c->nclients; i++)
-		if (c->clients[i].cfg == cfg)
-			return &c->clients[i];
+		if (c->clients[i]->cfg == cfg)
+			return c->clients[i];
 	return NULL;
 }
 
@@ -1335,8 +1337,14 @@ struct core *core_new(const struct gw_config *cfg, uint64_t seed)
 		free(c);
 		return NULL;
 	}
-	for (size_t i = 0; i < cfg->nclients; i++)
-		c->clients[i].cfg = &cfg->clients[i];
+	for (size_t i = 0; i < cfg->nclients; i++) {
+		if (!(c->clients[i] = calloc(1, sizeof(*c->clients[i])))) {
+			c->nclients = i;
+			core_free(c);
+			return NULL;
+		}
+		c->clients[i]->cfg = &cfg->clients[i];
+	}
 	return c;
 }
 
@@ -1363,11 +1371,12 @@ void core_free(struct core *c)
 	while ((n = hmap_iter_next(&c->dn, &it)))
 		free(hmap_entry(n, struct dn_sess, node));
 	for (size_t i = 0; i < c->nclients; i++) {
-		struct dn_obs *o = c->clients[i].observers, *next;
+		struct dn_obs *o = c->clients[i]->observers, *next;
 		for (; o; o = next) {
 			next = o->next;
 			obs_free(o);
 		}
+		free(c->clients[i]);
 	}
 	hmap_free(&c->up);
 	hmap_free(&c->reqs);
@@ -1415,7 +1424,222 @@ void core_get_stats(const struct core *c, struct core_stats *st)
 		if (hmap_entry(n, struct up_sess, node)->state == UP_READY)
 			st->up_ready++;
 	for (size_t i = 0; i < c->nclients; i++)
-		st->dn_observers += c->clients[i].n_observers;
+		st->dn_observers += c->clients[i]->n_observers;
+}
+
+/* ---- reload ----------------------------------------------------------------------------- */
+
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool bytes_same(const uint8_t *a, size_t alen, const uint8_t *b,
+		       size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* Whether a session opened to a could go on serving b unchanged: any
+ * difference (address, credential, timers) means a new session. */
+static bool upstream_same(const struct gw_upstream *a,
+			  const struct gw_upstream *b)
+{
+	if (!a || !b)
+		return a == b;
+	return str_same(a->name, b->name) && str_same(a->address, b->address) &&
+	       a->port == b->port && a->transport == b->transport &&
+	       str_same(a->cred.psk_identity, b->cred.psk_identity) &&
+	       bytes_same(a->cred.psk_key, a->cred.psk_key_len, b->cred.psk_key,
+			  b->cred.psk_key_len) &&
+	       str_same(a->cred.cert, b->cred.cert) &&
+	       str_same(a->cred.key, b->cred.key) &&
+	       str_same(a->cred.ca, b->cred.ca) &&
+	       str_same(a->server_name, b->server_name) &&
+	       a->heartbeat_interval == b->heartbeat_interval &&
+	       a->missing_hb_allowed == b->missing_hb_allowed &&
+	       a->reconnect_min == b->reconnect_min &&
+	       a->reconnect_max == b->reconnect_max;
+}
+
+/* Whether a session authenticated under a is still authenticated under b. */
+static bool client_cred_same(const struct gw_client *a, const struct gw_client *b)
+{
+	return str_same(a->psk_identity, b->psk_identity) &&
+	       bytes_same(a->psk_key, a->psk_key_len, b->psk_key, b->psk_key_len) &&
+	       str_same(a->cert_name, b->cert_name);
+}
+
+static int client_name_cmp(const void *a, const void *b)
+{
+	const struct gw_client *x = *(const struct gw_client *const *)a;
+	const struct gw_client *y = *(const struct gw_client *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* Closes every downstream session of cl; the core forgets them at once,
+ * as when a session times out. */
+static void client_close_sessions(struct core *c, struct client_st *cl,
+				  dg_time_ms now, struct core_actions *out)
+{
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+
+	while ((n = hmap_iter_next(&c->dn, &it))) {
+		struct dn_sess *s = hmap_entry(n, struct dn_sess, node);
+		struct core_action *a;
+
+		if (s->cl != cl)
+			continue;
+		if ((a = act_push(out, CORE_ACT_DN_CLOSE)))
+			a->dn_sid = s->sid;
+		core_on_dn_session_down(c, s->sid, now, out);
+	}
+}
+
+/* A client gone from the configuration: its sessions close and the
+ * gateway forgets its state. Its mitigations are not withdrawn upstream:
+ * they end at their lifetime there, as when a client goes silent. */
+static void client_remove(struct core *c, struct client_st *cl, dg_time_ms now,
+			  struct core_actions *out)
+{
+	dg_info(LOG_CORE, "reload: client=%s removed; closing its sessions",
+		cl->cfg->name);
+	client_close_sessions(c, cl, now, out);
+	while (cl->cuids) {
+		struct cuid_st *cs = cl->cuids;
+		while (cs->mitigs) {
+			struct mitig *m = cs->mitigs;
+			cs->mitigs = m->next;
+			observe_cancel(c, m);
+			hmap_remove(&c->mitigs, &m->node);
+			json_decref(m->entry);
+			json_decref(m->status);
+			free(m);
+		}
+		cl->cuids = cs->next;
+		hmap_remove(&c->cuids, &cs->node);
+		free(cs);
+	}
+	while (cl->observers) {
+		struct dn_obs *o = cl->observers;
+		cl->observers = o->next;
+		obs_free(o);
+	}
+	if (cl->up) {
+		struct core_action *a = act_push(out, CORE_ACT_UP_CLOSE);
+		if (a) {
+			a->up_id = cl->up->id;
+			a->final = true;
+		}
+		up_free(c, cl->up);
+	}
+	free(cl);
+}
+
+/* The client's upstream changed: its session closes and a new one opens
+ * to the new upstream, where its active mitigations are installed again
+ * once it is ready (up_resend_mitigations), as after a reconnection. */
+static void client_rehome(struct core *c, struct client_st *cl, dg_time_ms now,
+			  struct core_actions *out)
+{
+	struct up_sess *u = cl->up;
+	struct core_action *a;
+
+	dg_info(LOG_CORE, "reload: client=%s upstream changed (%s -> %s); re-homing",
+		cl->cfg->name, up_name(u),
+		cl->cfg->upstream ? cl->cfg->upstream->name : "-");
+	if ((a = act_push(out, CORE_ACT_UP_CLOSE))) {
+		a->up_id = u->id;
+		a->final = true;
+	}
+	up_fail_requests(c, u, "upstream reconfigured", out);
+	up_free(c, u);
+	if (cl->cfg->upstream && (cl->n_dn || client_has_mitigations(cl)))
+		up_create(c, cl, now, out);
+}
+
+int core_reconfigure(struct core *c, const struct gw_config *cfg,
+		     const struct gw_client **old_to_new, dg_time_ms now,
+		     struct core_actions *out, struct core_reload_stats *st)
+{
+	size_t nnew = cfg->nclients, nold = c->nclients;
+	struct client_st **nv = calloc(nnew ? nnew : 1, sizeof(*nv));
+	const struct gw_client **sorted = calloc(nnew ? nnew : 1, sizeof(*sorted));
+	bool *kept = calloc(nold ? nold : 1, sizeof(*kept));
+	int rc = DG_ENOMEM;
+
+	memset(st, 0, sizeof(*st));
+	if (!nv || !sorted || !kept)
+		goto out;
+	/* Clients are matched by name: O(n log n) so that a reload with
+	 * thousands of clients stays instant. */
+	for (size_t i = 0; i < nnew; i++)
+		sorted[i] = &cfg->clients[i];
+	qsort(sorted, nnew, sizeof(*sorted), client_name_cmp);
+	for (size_t j = 0; j < nold; j++) {
+		const struct gw_client *key = c->clients[j]->cfg, **hit;
+
+		hit = bsearch(&key, sorted, nnew, sizeof(*sorted), client_name_cmp);
+		old_to_new[j] = hit ? *hit : NULL;
+		if (hit) {
+			nv[*hit - cfg->clients] = c->clients[j];
+			kept[j] = true;
+		}
+	}
+	/* Everything that can fail happens before anything changes. */
+	for (size_t i = 0; i < nnew; i++) {
+		if (nv[i])
+			continue;
+		if (!(nv[i] = calloc(1, sizeof(*nv[i])))) {
+			for (size_t k = 0; k < i; k++)
+				if (!nv[k]->cfg)
+					free(nv[k]);
+			goto out;
+		}
+	}
+	for (size_t j = 0; j < nold; j++) {
+		if (!kept[j]) {
+			client_remove(c, c->clients[j], now, out);
+			st->clients_removed++;
+		}
+	}
+	c->cfg = cfg;
+	for (size_t i = 0; i < nnew; i++) {
+		struct client_st *cl = nv[i];
+		const struct gw_client *was = cl->cfg;
+
+		cl->cfg = &cfg->clients[i];
+		if (!was) {
+			st->clients_added++;
+			continue;
+		}
+		if (!client_cred_same(was, cl->cfg) && cl->n_dn) {
+			dg_info(LOG_CORE, "reload: client=%s credential changed; closing its sessions",
+				cl->cfg->name);
+			client_close_sessions(c, cl, now, out);
+			st->clients_reauth++;
+		}
+		if (!cl->up)
+			continue;
+		if (upstream_same(cl->up->cfg, cl->cfg->upstream)) {
+			cl->up->cfg = cl->cfg->upstream;
+			continue;
+		}
+		client_rehome(c, cl, now, out);
+		st->clients_rehomed++;
+	}
+	free(c->clients);
+	c->clients = nv;
+	c->nclients = nnew;
+	nv = NULL;
+	rc = 0;
+out:
+	free(nv);
+	free(sorted);
+	free(kept);
+	return rc;
 }
 
 /* ---- downstream sessions --------------------------------------------------------------- */

@@ -177,6 +177,31 @@ struct core_stats {
 };
 void core_get_stats(const struct core *c, struct core_stats *st);
 
+/* ---- reload --------------------------------------------------------------- */
+
+struct core_reload_stats {
+	size_t clients_added, clients_removed, clients_reauth, clients_rehomed;
+};
+
+/*
+ * Moves the core to cfg (which must outlive it; the caller frees the old
+ * configuration after this returns). Clients are matched by name:
+ * - a client no longer configured: its sessions close (DN_CLOSE) and the
+ *   core forgets its state; its mitigations end at their lifetime upstream;
+ * - a client whose credential changed: its sessions close, its state stays;
+ * - a client whose upstream (or any setting of it) changed: its upstream
+ *   session closes and one opens to the new upstream, where its active
+ *   mitigations are installed again;
+ * - everything else (scopes, limits, hop-limit...) applies to the next
+ *   request; negotiated session parameters stay as negotiated.
+ * old_to_new (one slot per client of the old configuration, in its order)
+ * receives each old client's new record, or NULL, for io's own pointers.
+ * Returns 0, or DG_ENOMEM with nothing changed.
+ */
+int core_reconfigure(struct core *c, const struct gw_config *cfg,
+		     const struct gw_client **old_to_new, dg_time_ms now,
+		     struct core_actions *out, struct core_reload_stats *st);
+
 /* Stops: withdraws nothing (mitigations outlive the gateway upstream),
  * closes every session. */
 void core_shutdown(struct core *c, struct core_actions *out);

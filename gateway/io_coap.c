@@ -70,6 +70,7 @@ struct io {
 	coap_session_t **releases;
 	size_t nreleases, releases_cap;
 	coap_bin_const_t *client_keys; /* PSK per configured client */
+	coap_endpoint_t **endpoints;   /* one per cfg->listen entry */
 	bool stopping;
 	int busy;       /* nesting depth of action execution */
 	bool in_coap;   /* inside coap_io_process() */
@@ -438,12 +439,15 @@ static int server_name_check(const char *cn, const uint8_t *der, size_t len,
 			     coap_session_t *s, unsigned int depth,
 			     int validated, void *arg)
 {
-	const struct gw_upstream *u = arg;
+	/* The session's own record, not a configuration pointer given at
+	 * creation: a reload may replace the configuration mid-handshake. */
+	struct io_up *iu = coap_session_get_app_data(s);
+	const struct gw_upstream *u = iu ? iu->cfg : NULL;
 
 	(void)der;
 	(void)len;
-	(void)s;
-	if (!validated)
+	(void)arg;
+	if (!validated || !u)
 		return 0;
 	if (depth > 0 || !u->server_name)
 		return 1;
@@ -468,7 +472,6 @@ static void do_up_open(struct io *io, struct core_action *a)
 		if (!(iu = calloc(1, sizeof(*iu))))
 			goto failed;
 		iu->up_id = a->up_id;
-		iu->cfg = u;
 		if (hmap_insert(&io->up, &iu->node, hmap_hash_u64(iu->up_id))) {
 			free(iu);
 			goto failed;
@@ -479,6 +482,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 		defer_release(io, iu->session);
 		iu->session = NULL;
 	}
+	iu->cfg = u;
 	iu->connected = false;
 	if (resolve(u->address, u->port, u->transport, &addr)) {
 		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, u->address);
@@ -511,7 +515,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 		pki.cert_chain_validation = 1;
 		pki.cert_chain_verify_depth = 3;
 		pki.validate_cn_call_back = server_name_check;
-		pki.cn_call_back_arg = (void *)u;
+		pki.cn_call_back_arg = NULL;
 		pki.client_sni = u->server_name;
 		pki.pki_key.key_type = COAP_PKI_KEY_PEM;
 		pki.pki_key.key.pem.ca_file = u->cred.ca;
@@ -576,7 +580,7 @@ static void do_up_send(struct io *io, struct core_action *a)
 	coap_pdu_t *pdu = msg_pdu(iu->session,
 				  msg_type(a->msg.confirmable), &a->msg);
 	if (!pdu || coap_send(iu->session, pdu) == COAP_INVALID_MID)
-		dg_debug(LOG_IO, "[%s] send failed", iu->cfg->name);
+		dg_debug(LOG_IO, "[%s] send failed", iu->cfg ? iu->cfg->name : "-");
 }
 
 static void arm_timer(struct io *io);
@@ -1037,7 +1041,8 @@ static void arm_timer(struct io *io)
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
-static int add_listener(struct io *io, const struct gw_listen *l)
+static int add_listener(struct io *io, const struct gw_listen *l,
+			coap_endpoint_t **ep)
 {
 	coap_address_t addr;
 	coap_proto_t proto;
@@ -1050,7 +1055,7 @@ static int add_listener(struct io *io, const struct gw_listen *l)
 	case GW_TR_TCP: proto = COAP_PROTO_TCP; break;
 	default: proto = COAP_PROTO_UDP; break;
 	}
-	if (!coap_new_endpoint(io->srv, &addr, proto)) {
+	if (!(*ep = coap_new_endpoint(io->srv, &addr, proto))) {
 		dg_err(LOG_IO, "cannot listen on %s port %u (%s)", l->address,
 		       l->port, gw_transport_name(l->transport));
 		return DG_EIO;
@@ -1060,20 +1065,30 @@ static int add_listener(struct io *io, const struct gw_listen *l)
 	return 0;
 }
 
+/* The PSK of each configured client, in cfg->clients order (pointing into
+ * cfg, which libcoap copies per session). */
+static coap_bin_const_t *client_keys_build(const struct gw_config *cfg)
+{
+	coap_bin_const_t *keys = calloc(cfg->nclients ? cfg->nclients : 1,
+					sizeof(*keys));
+
+	for (size_t i = 0; keys && i < cfg->nclients; i++) {
+		keys[i].s = cfg->clients[i].psk_key;
+		keys[i].length = cfg->clients[i].psk_key_len;
+	}
+	return keys;
+}
+
+/* libcoap keeps the pointers given here (hint, certificate paths) and
+ * uses them at each new handshake: called again with each configuration
+ * a reload installs, before the old one is freed. */
 static int setup_server_credentials(struct io *io)
 {
 	const struct gw_config *cfg = io->cfg;
 	bool any_psk = false;
 
-	io->client_keys = calloc(cfg->nclients ? cfg->nclients : 1,
-				 sizeof(*io->client_keys));
-	if (!io->client_keys)
-		return DG_ENOMEM;
-	for (size_t i = 0; i < cfg->nclients; i++) {
-		io->client_keys[i].s = cfg->clients[i].psk_key;
-		io->client_keys[i].length = cfg->clients[i].psk_key_len;
+	for (size_t i = 0; i < cfg->nclients; i++)
 		any_psk |= cfg->clients[i].psk_identity != NULL;
-	}
 	if (any_psk) {
 		coap_dtls_spsk_t spsk;
 		memset(&spsk, 0, sizeof(spsk));
@@ -1168,6 +1183,12 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 	if (!r)
 		goto fail;
 	coap_add_resource(io->cli, r);
+	if (!(io->client_keys = client_keys_build(cfg)) ||
+	    !(io->endpoints = calloc(cfg->nlisten ? cfg->nlisten : 1,
+				     sizeof(*io->endpoints)))) {
+		rc = DG_ENOMEM;
+		goto fail;
+	}
 	if ((rc = setup_server_credentials(io)))
 		goto fail;
 	if (cfg->insecure_lab)
@@ -1175,7 +1196,7 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 			"unauthenticated; plain sessions act as client '%s'. Never in production.",
 			cfg->nclients ? cfg->clients[0].name : "-");
 	for (size_t i = 0; i < cfg->nlisten; i++)
-		if ((rc = add_listener(io, &cfg->listen[i])))
+		if ((rc = add_listener(io, &cfg->listen[i], &io->endpoints[i])))
 			goto fail;
 
 	uv_poll_init(loop, &io->srv_poll, coap_context_get_coap_fd(io->srv));
@@ -1191,6 +1212,107 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 	return 0;
 fail:
 	io_free(io);
+	return rc;
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+static bool listen_same(const struct gw_listen *a, const struct gw_listen *b)
+{
+	return a->transport == b->transport && a->port == b->port &&
+	       strcmp(a->address, b->address) == 0;
+}
+
+static const struct gw_listen *listen_find(const struct gw_config *cfg,
+					   const struct gw_listen *l)
+{
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		if (listen_same(&cfg->listen[i], l))
+			return &cfg->listen[i];
+	return NULL;
+}
+
+int io_reload(struct io *io, const struct gw_config *ncfg)
+{
+	const struct gw_config *old = io->cfg;
+	coap_bin_const_t *keys = NULL;
+	coap_endpoint_t **eps = NULL;
+	const struct gw_client **map = NULL;
+	struct core_reload_stats st;
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+	size_t opened = 0;
+	int rc = DG_ENOMEM;
+
+	if (io->stopping)
+		return DG_EINVAL;
+	/* Closing a listener would free libcoap sessions that still hold
+	 * references (asyncs): refused rather than risked. */
+	for (size_t i = 0; i < old->nlisten; i++) {
+		if (!listen_find(ncfg, &old->listen[i])) {
+			dg_err(LOG_IO, "reload refused: listener %s port %u (%s) removed; "
+			       "removing a listener needs a restart",
+			       old->listen[i].address, old->listen[i].port,
+			       gw_transport_name(old->listen[i].transport));
+			return DG_EINVAL;
+		}
+	}
+	if (!(keys = client_keys_build(ncfg)) ||
+	    !(eps = calloc(ncfg->nlisten ? ncfg->nlisten : 1, sizeof(*eps))) ||
+	    !(map = calloc(old->nclients ? old->nclients : 1, sizeof(*map))))
+		goto fail;
+	for (size_t i = 0; i < ncfg->nlisten; i++) {
+		for (size_t j = 0; j < old->nlisten; j++)
+			if (listen_same(&old->listen[j], &ncfg->listen[i]))
+				eps[i] = io->endpoints[j];
+		if (eps[i])
+			continue;
+		if ((rc = add_listener(io, &ncfg->listen[i], &eps[i])))
+			goto fail;
+		opened++;
+	}
+	rc = core_reconfigure(io->core, ncfg, map, io_now(), &io->acts, &st);
+	if (rc)
+		goto fail;
+	/* From here on nothing fails: io follows the core to ncfg. */
+	io->cfg = ncfg;
+	free(io->client_keys);
+	io->client_keys = keys;
+	free(io->endpoints);
+	io->endpoints = eps;
+	if (setup_server_credentials(io))
+		dg_err(LOG_IO, "reload: server credentials could not be set up again");
+	while ((n = hmap_iter_next(&io->dn, &it))) {
+		struct io_dn *d = hmap_entry(n, struct io_dn, node);
+		if (d->client)
+			d->client = map[d->client - old->clients];
+	}
+	it = (struct hmap_iter){ 0, NULL };
+	while ((n = hmap_iter_next(&io->up, &it))) {
+		struct io_up *iu = hmap_entry(n, struct io_up, node);
+		if (iu->cfg)
+			iu->cfg = config_upstream_by_name(ncfg, iu->cfg->name);
+	}
+	free(map);
+	dg_info(LOG_IO, "reload: clients=%zu (added=%zu removed=%zu re-authenticating=%zu "
+		"re-homed=%zu) upstreams=%zu listeners=%zu (opened=%zu)",
+		ncfg->nclients, st.clients_added, st.clients_removed,
+		st.clients_reauth, st.clients_rehomed, ncfg->nupstreams,
+		ncfg->nlisten, opened);
+	run_actions(io);
+	kick_if_needed(io);
+	return 0;
+fail:
+	for (size_t i = 0; eps && i < ncfg->nlisten; i++) {
+		bool mine = eps[i] != NULL;
+		for (size_t j = 0; mine && j < old->nlisten; j++)
+			mine = eps[i] != io->endpoints[j];
+		if (mine)
+			coap_free_endpoint(eps[i]);
+	}
+	free(keys);
+	free(eps);
+	free(map);
 	return rc;
 }
 
@@ -1253,5 +1375,6 @@ void io_free(struct io *io)
 	hmap_free(&io->dn);
 	free(io->releases);
 	free(io->client_keys);
+	free(io->endpoints);
 	free(io);
 }

@@ -28,6 +28,17 @@ struct io;
  */
 int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out);
 
+/*
+ * Moves a running gateway to ncfg, which must outlive io (the caller
+ * frees the previous configuration once this returned 0). New listeners
+ * open; the core follows (core_reconfigure: revoked clients' sessions
+ * close, changed upstreams re-home their mitigations); new handshakes use
+ * ncfg's credentials; established sessions stay. Returns 0, or DG_EINVAL
+ * (a listener was removed: needs a restart; logged), DG_EIO (a new
+ * listener could not open; logged) or DG_ENOMEM, with nothing changed.
+ */
+int io_reload(struct io *io, const struct gw_config *ncfg);
+
 /* Closes every session and handle; the loop then runs until empty, after
  * which io_free() releases the rest. */
 void io_stop(struct io *io);

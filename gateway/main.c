@@ -21,7 +21,9 @@ struct app {
 	uv_signal_t sigterm, sigint, sighup;
 	struct io *io;
 	struct gw_config *cfg;
+	const char *config_path;
 	bool use_syslog;
+	bool level_from_cli; /* -l given: a reload keeps that level */
 };
 
 static void log_to_stderr(enum dg_log_level level, const char *group,
@@ -74,12 +76,48 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&app->sighup, NULL);
 }
 
+static void report_reload_error(const char *line, void *arg)
+{
+	(void)arg;
+	dg_err("config", "%s", line);
+}
+
+/* Live reload: the whole new file is validated, and io checks what it
+ * cannot apply, before anything changes; on any refusal the running
+ * configuration stays as it was. */
+static int gw_reload(struct app *app)
+{
+	struct gw_config *ncfg = NULL;
+	int rc;
+
+	dg_info("main", "reloading %s", app->config_path);
+	if (config_load(app->config_path, &ncfg, report_reload_error, NULL)) {
+		dg_err("main", "reload refused: %s is invalid; the running configuration is unchanged",
+		       app->config_path);
+		return DG_EINVAL;
+	}
+	rc = io_reload(app->io, ncfg);
+	if (rc) {
+		config_free(ncfg);
+		dg_err("main", "reload refused (%s); the running configuration is unchanged",
+		       dg_strerror(rc));
+		return rc;
+	}
+	config_free(app->cfg);
+	app->cfg = ncfg;
+	if (!app->level_from_cli && dg_log_get_level() != ncfg->log_level) {
+		dg_log_set_level(ncfg->log_level);
+		coap_set_log_level(ncfg->log_level >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
+		coap_dtls_set_log_level(ncfg->log_level >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
+	}
+	dg_info("main", "reloaded %s", app->config_path);
+	return 0;
+}
+
 static void on_hup(uv_signal_t *h, int signum)
 {
-	(void)h;
 	(void)signum;
-	/* Live reload is a later piece of work (README: not yet). */
-	dg_warn("main", "SIGHUP: reload is not supported yet; configuration unchanged");
+	gw_reload(h->data);
 }
 
 static void usage(FILE *f)
@@ -147,6 +185,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	dg_log_set_level(lvl);
+	app.config_path = config_path;
+	app.level_from_cli = level != NULL;
 	if (app.use_syslog)
 		openlog("dotsgw", LOG_PID, LOG_DAEMON);
 	coap_startup();

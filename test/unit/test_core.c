@@ -1061,6 +1061,219 @@ static void test_observe_cancelled_by_rst(void **state)
 	cancel_then_change(*state, true);
 }
 
+/* ---- reload ------------------------------------------------------------------- */
+
+/* A second configuration, as a reload would load it: same names, fresh
+ * records. */
+struct cfg2 {
+	struct gw_config cfg;
+	struct gw_upstream up;
+	struct gw_client cl[2];
+};
+
+static struct cfg2 *cfg2_copy(const struct fix *f, const char *alice_prefix)
+{
+	struct cfg2 *n = calloc(1, sizeof(*n));
+	struct prefix p;
+
+	assert_non_null(n);
+	n->cfg = f->cfg;
+	n->up = f->up;
+	for (int i = 0; i < 2; i++) {
+		n->cl[i] = f->cl[i];
+		n->cl[i].upstream = &n->up;
+		memset(&n->cl[i].scope, 0, sizeof(n->cl[i].scope));
+		assert_int_equal(prefix_parse(i ? "198.51.100.0/24" : alice_prefix,
+					      false, &p), 0);
+		assert_int_equal(prefix_set_add(&n->cl[i].scope.prefixes, &p), 0);
+	}
+	n->cfg.clients = n->cl;
+	n->cfg.upstreams = &n->up;
+	return n;
+}
+
+static void cfg2_free(struct cfg2 *n)
+{
+	for (int i = 0; i < 2; i++)
+		prefix_set_free(&n->cl[i].scope.prefixes);
+	free(n);
+}
+
+static void reload(struct fix *f, struct cfg2 *n, struct core_reload_stats *st)
+{
+	const struct gw_client *map[2] = { NULL, NULL };
+
+	assert_int_equal(core_reconfigure(f->core, &n->cfg, map, f->now, &f->out, st), 0);
+	/* io re-points its own client pointers with the map. */
+	for (int i = 0; i < 2; i++) {
+		for (size_t j = 0; j < n->cfg.nclients; j++)
+			if (strcmp(n->cfg.clients[j].name, f->cl[i].name) == 0)
+				assert_ptr_equal(map[i], &n->cfg.clients[j]);
+	}
+}
+
+static void test_reload_unchanged_does_nothing(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	struct core_stats before, after;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	core_get_stats(f->core, &before);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	reload(f, n, &st);
+	assert_int_equal(f->out.n, 0);
+	assert_int_equal(st.clients_added + st.clients_removed + st.clients_reauth +
+			 st.clients_rehomed, 0);
+	core_get_stats(f->core, &after);
+	assert_int_equal(after.mitigations, before.mitigations);
+	assert_int_equal(after.dn_sessions, 1);
+	assert_int_equal(after.up_sessions, 1);
+	core_free(f->core); /* before n: the core points into it */
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+/* The issue's acceptance: a scope narrowed by a reload is enforced on the
+ * next request over the same session. */
+static void test_reload_narrowed_scope_applies_to_next_request(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	size_t len;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3); /* 203.0.113.0/28 allowed */
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.128/25");
+	reload(f, n, &st);
+	assert_null(find_act(f, CORE_ACT_DN_CLOSE, NULL));
+	assert_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=4",
+				  body, len, &NO_OPTS);
+	free(body);
+	assert_int_equal(reply_for(f, rid)->msg.code, 403);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	clear(f);
+	core_free(f->core);
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+static void test_reload_removed_client_closed_others_untouched(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	struct core_stats s;
+	uint64_t up_a = bring_up(f, 1, 0);
+	uint64_t up_b = bring_up(f, 2, 1);
+
+	install(f, 1, up_a, "abc", 3);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	/* Only bob stays (configurations list clients in any order). */
+	prefix_set_free(&n->cl[0].scope.prefixes);
+	n->cl[0] = n->cl[1];
+	memset(&n->cl[1].scope, 0, sizeof(n->cl[1].scope));
+	n->cfg.nclients = 1;
+	reload(f, n, &st);
+	assert_int_equal(st.clients_removed, 1);
+	struct core_action *dc = find_act(f, CORE_ACT_DN_CLOSE, NULL);
+	assert_non_null(dc);
+	assert_int_equal(dc->dn_sid, 1);
+	assert_int_equal(count_act(f, CORE_ACT_DN_CLOSE, NULL), 1);
+	struct core_action *uc = find_act(f, CORE_ACT_UP_CLOSE, NULL);
+	assert_non_null(uc);
+	assert_int_equal(uc->up_id, up_a);
+	assert_true(uc->final);
+	assert_int_equal(count_act(f, CORE_ACT_UP_CLOSE, NULL), 1);
+	clear(f);
+	core_get_stats(f->core, &s);
+	assert_int_equal(s.dn_sessions, 1);
+	assert_int_equal(s.up_sessions, 1);
+	assert_int_equal(s.mitigations, 0);
+	/* bob's session and upstream work on. */
+	size_t len;
+	uint8_t *body = encode_json(
+		"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		"\"target-prefix\":[\"198.51.100.0/28\"],\"lifetime\":3600}]}}", &len);
+	uint64_t rid = dn_request(f, 2, CORE_PUT, "/.well-known/dots/mitigate/cuid=bcd/mid=7",
+				  body, len, &NO_OPTS);
+	free(body);
+	assert_null(reply_for(f, rid));
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=bcd/mid=7");
+	assert_non_null(put);
+	assert_int_equal(put->up_id, up_b);
+	clear(f);
+	core_free(f->core);
+	f->core = NULL;
+	n->cl[1].scope = (struct model_scope_policy){ 0 };
+	prefix_set_free(&n->cl[0].scope.prefixes);
+	free(n);
+}
+
+static void test_reload_changed_upstream_rehomes_mitigations(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	n->up.address = "127.0.0.2";
+	reload(f, n, &st);
+	assert_int_equal(st.clients_rehomed, 1);
+	assert_null(find_act(f, CORE_ACT_DN_CLOSE, NULL));
+	struct core_action *uc = find_act(f, CORE_ACT_UP_CLOSE, NULL);
+	assert_non_null(uc);
+	assert_int_equal(uc->up_id, up);
+	assert_true(uc->final);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	assert_ptr_equal(open->upstream, &n->up);
+	uint64_t up2 = open->up_id;
+	assert_int_not_equal(up2, up);
+	clear(f);
+	core_on_up_event(f->core, up2, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up2);
+	struct core_action *again = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=3");
+	assert_non_null(again);
+	assert_int_equal(again->up_id, up2);
+	assert_int_equal(again->msg.code, CORE_PUT);
+	clear(f);
+	core_free(f->core);
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+static void test_reload_changed_credential_closes_sessions_keeps_state(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	struct core_stats s;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	n->cl[0].psk_identity = "alice-2027";
+	reload(f, n, &st);
+	assert_int_equal(st.clients_reauth, 1);
+	struct core_action *dc = find_act(f, CORE_ACT_DN_CLOSE, NULL);
+	assert_non_null(dc);
+	assert_int_equal(dc->dn_sid, 1);
+	assert_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	clear(f);
+	core_get_stats(f->core, &s);
+	assert_int_equal(s.dn_sessions, 0);
+	assert_int_equal(s.up_sessions, 1); /* kept for the mitigation */
+	assert_int_equal(s.mitigations, 1);
+	core_free(f->core);
+	f->core = NULL;
+	cfg2_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1301,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cuid_wide_observe_gets_each_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_observe_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_unchanged_does_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_narrowed_scope_applies_to_next_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_removed_client_closed_others_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_changed_upstream_rehomes_mitigations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_changed_credential_closes_sessions_keeps_state, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
