@@ -10,9 +10,11 @@
  * went down), 2 bad arguments or script, 1 setup failure, 4 interrupted.
  */
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cbor.h"
 #include "peer_common.h"
@@ -27,6 +29,7 @@ struct cli_step {
 	json_t *def;             /* the step object (borrowed from script) */
 	bool is_sleep;
 	uint32_t sleep_ms;
+	bool is_wait_stdin;      /* {"wait_stdin":MS}: until a line on stdin */
 	coap_pdu_code_t method;
 	const char *path;
 	int64_t observe;         /* -1: no Observe option */
@@ -496,7 +499,7 @@ static void cli_on_hb(coap_resource_t *resource, coap_session_t *session,
 static const char *const cli_step_keys[] = {
 	"method", "path", "body", "body_hex", "content_format", "observe",
 	"if_match", "hop_limit", "type", "wait_notifications", "wait_ms",
-	"until", "cancel_observe", "sleep_ms", "comment",
+	"until", "cancel_observe", "sleep_ms", "comment", "wait_stdin",
 };
 
 static int cli_get_u32(json_t *step, const char *key, uint32_t max,
@@ -541,6 +544,11 @@ static int cli_parse_step(struct cli *c, size_t i)
 		return cli_get_u32(d, "sleep_ms", CLI_MAX_SLEEP_MS,
 				   &s->sleep_ms, i);
 	}
+	if (json_object_get(d, "wait_stdin")) {
+		s->is_wait_stdin = true;
+		return cli_get_u32(d, "wait_stdin", CLI_MAX_SLEEP_MS,
+				   &s->sleep_ms, i);
+	}
 	s->observe = -1;
 	s->cancel_observe = json_is_true(json_object_get(d, "cancel_observe"));
 	if (s->cancel_observe) {
@@ -548,7 +556,8 @@ static int cli_parse_step(struct cli *c, size_t i)
 		size_t j = i;
 
 		while (j-- > 0)
-			if (!c->steps[j].is_sleep && c->steps[j].observe == 0 &&
+			if (!c->steps[j].is_sleep && !c->steps[j].is_wait_stdin &&
+			    c->steps[j].observe == 0 &&
 			    !c->steps[j].cancel_observe)
 				break;
 		if (j == (size_t)-1) {
@@ -891,6 +900,36 @@ static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
 	}
 }
 
+/* Reads what stdin has without blocking; true once a whole line came
+ * (the test's go-ahead: it lets a test act between two steps of one
+ * session, e.g. reload the gateway, without guessing a delay). */
+static bool cli_stdin_line(void)
+{
+	struct pollfd p = { .fd = 0, .events = POLLIN };
+	char ch;
+
+	while (poll(&p, 1, 0) == 1) {
+		if (read(0, &ch, 1) != 1)
+			return true; /* EOF also releases the step */
+		if (ch == '\n')
+			return true;
+	}
+	return false;
+}
+
+/* Keeps the session going (heartbeats) until a line on stdin or ms. */
+static bool cli_wait_stdin(struct cli *c, uint32_t ms)
+{
+	uint64_t deadline = peer_now_ms() + ms;
+
+	while (!peer_stop && peer_now_ms() < deadline) {
+		if (cli_stdin_line())
+			return true;
+		cli_run(c, NULL, WAIT_NONE, CLI_POLL_MS);
+	}
+	return false;
+}
+
 static int cli_run_steps(struct cli *c)
 {
 	for (size_t i = 0; i < c->nsteps && !peer_stop; i++) {
@@ -898,6 +937,11 @@ static int cli_run_steps(struct cli *c)
 
 		if (s->is_sleep) {
 			cli_run(c, NULL, WAIT_NONE, s->sleep_ms);
+			continue;
+		}
+		if (s->is_wait_stdin) {
+			if (!cli_wait_stdin(c, s->sleep_ms))
+				cli_emit_timeout(i, "no line on stdin");
 			continue;
 		}
 		if (c->session_down) {
@@ -993,7 +1037,8 @@ static void usage(FILE *f)
 "Runs the JSON array of steps in FILE on one session. A step is\n"
 "{\"sleep_ms\":N} or {\"method\",\"path\",\"body\",\"body_hex\",\n"
 "\"content_format\",\"observe\",\"if_match\",\"hop_limit\",\"type\",\n"
-"\"wait_notifications\",\"wait_ms\",\"until\",\"cancel_observe\"}.\n"
+"\"wait_notifications\",\"wait_ms\",\"until\",\"cancel_observe\"}, or\n"
+"{\"wait_stdin\":MS}: wait for a line on stdin, keeping the session up.\n"
 "Prints response, notification, hb-received and timeout events (steps\n"
 "counted from 0). Exit: 0 done, 3 a step timed out, 2 usage, 1 setup,\n"
 "4 interrupted.\n");
