@@ -176,6 +176,11 @@ struct core {
 	 * sessions keep pointing at them across a reload. */
 	struct client_st **clients;
 	size_t nclients;
+	/* The gateway's own client records, one per upstream used by an
+	 * operator request (core_own_request), and its mid counter. */
+	struct client_st **gw_own;
+	size_t ngw_own;
+	uint32_t own_next_mid;
 	struct hmap dn, up, reqs, cuids, mitigs;
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
@@ -1348,6 +1353,8 @@ struct core *core_new(const struct gw_config *cfg, uint64_t seed)
 	return c;
 }
 
+static void gw_own_free_all(struct core *c);
+
 void core_free(struct core *c)
 {
 	struct hmap_iter it = { 0, NULL };
@@ -1378,6 +1385,7 @@ void core_free(struct core *c)
 		}
 		free(c->clients[i]);
 	}
+	gw_own_free_all(c);
 	hmap_free(&c->up);
 	hmap_free(&c->reqs);
 	hmap_free(&c->mitigs);
@@ -1425,6 +1433,170 @@ void core_get_stats(const struct core *c, struct core_stats *st)
 			st->up_ready++;
 	for (size_t i = 0; i < c->nclients; i++)
 		st->dn_observers += c->clients[i]->n_observers;
+}
+
+/* ---- the gateway's own requests (RFC 8811 §3.3.1) ---------------------------------- */
+
+/*
+ * An operator's request is sent upstream as the gateway's own: a client
+ * record per upstream that no downstream session can match (its
+ * configuration lives here, not in the file), so that cuid binding,
+ * observation, re-sending after a reconnection and reload all work as for
+ * a configured client.
+ */
+/* The highest mid a client may use before it must reset (RFC 9132
+ * §4.4.1.1: 3221225471). */
+#define OWN_MID_MAX 3221225471u
+
+static const struct gw_upstream *upstream_by_name(const struct gw_config *cfg,
+						  const char *name)
+{
+	for (size_t i = 0; name && i < cfg->nupstreams; i++)
+		if (strcmp(cfg->upstreams[i].name, name) == 0)
+			return &cfg->upstreams[i];
+	return NULL;
+}
+
+struct gw_own {
+	struct client_st st;
+	struct gw_client cfg;
+	char name[96];
+};
+
+static struct client_st *gw_own_find(const struct core *c, const char *upstream)
+{
+	for (size_t i = 0; i < c->ngw_own; i++)
+		if (strcmp(c->gw_own[i]->cfg->upstream->name, upstream) == 0)
+			return c->gw_own[i];
+	return NULL;
+}
+
+static struct client_st *gw_own_get(struct core *c, const struct gw_upstream *u)
+{
+	struct client_st *cl = gw_own_find(c, u->name), **v;
+	struct gw_own *g;
+
+	if (cl)
+		return cl;
+	if (!(v = realloc(c->gw_own, (c->ngw_own + 1) * sizeof(*v))))
+		return NULL;
+	c->gw_own = v;
+	if (!(g = calloc(1, sizeof(*g))))
+		return NULL;
+	snprintf(g->name, sizeof(g->name), "gateway:%s", u->name);
+	g->cfg.name = g->name;
+	g->cfg.upstream_name = u->name;
+	g->cfg.upstream = (struct gw_upstream *)u;
+	g->st.cfg = &g->cfg;
+	c->gw_own[c->ngw_own++] = &g->st;
+	return &g->st;
+}
+
+static void gw_own_free_all(struct core *c)
+{
+	for (size_t i = 0; i < c->ngw_own; i++) {
+		struct client_st *cl = c->gw_own[i];
+		struct dn_obs *o, *next;
+		for (o = cl->observers; o; o = next) {
+			next = o->next;
+			obs_free(o);
+		}
+		free(cl); /* the gw_own it starts */
+	}
+	free(c->gw_own);
+	c->gw_own = NULL;
+	c->ngw_own = 0;
+}
+
+void core_set_own_mid_base(struct core *c, uint32_t base)
+{
+	if (base > c->own_next_mid)
+		c->own_next_mid = base;
+}
+
+int core_own_request(struct core *c, const char *upstream, const char *cuid,
+		     const json_t *body, uint32_t *mid_out, dg_time_ms now,
+		     struct core_actions *out, struct dg_diag *d)
+{
+	const struct gw_upstream *ucfg = upstream_by_name(c->cfg, upstream);
+	struct client_st *cl;
+	struct cuid_st *cs;
+
+	if (!ucfg) {
+		dg_diag_set(d, "no upstream named \"%s\"", upstream ? upstream : "");
+		return DG_CODE_NOT_FOUND;
+	}
+	if (!cuid || !*cuid || strlen(cuid) > MODEL_ID_MAX) {
+		dg_diag_set(d, "no usable cuid for the gateway");
+		return DG_CODE_BAD_REQUEST;
+	}
+	int code = model_check_mitigation_request(body, MODEL_PUT_REQUEST, d);
+	if (code)
+		return code;
+	/* The gateway's cuid must not be a downstream client's. */
+	if ((cs = cuid_find(c, cuid)) && cs->owner != gw_own_find(c, ucfg->name)) {
+		dg_diag_set(d, "cuid %s is in use by client %s", cuid, cs->owner->cfg->name);
+		return DG_CODE_CONFLICT;
+	}
+	if (c->own_next_mid >= OWN_MID_MAX) {
+		dg_diag_set(d, "the gateway's mids are exhausted (RFC 9132 §4.4.1.1)");
+		return DG_CODE_UNAVAILABLE;
+	}
+	if (!(cl = gw_own_get(c, ucfg))) {
+		dg_diag_set(d, "out of memory");
+		return DG_CODE_UNAVAILABLE;
+	}
+	if (!cl->up && !up_create(c, cl, now, out)) {
+		dg_diag_set(d, "cannot open a session to %s", ucfg->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	/* Strictly increasing, never reused (RFC 9132 §4.4.1.1). */
+	uint32_t mid = ++c->own_next_mid;
+	struct up_req *r = relay_put(c, cl, REQ_RELAY_PUT, cuid, mid,
+				     model_scope_entry(body), false,
+				     c->cfg->hop_limit, now, out);
+	if (!r) {
+		dg_diag_set(d, "upstream %s: queue full", ucfg->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	dg_info(LOG_CORE, "client=%s cuid=%s mid=%" PRIu32 " operator request sent",
+		cl->cfg->name, cuid, mid);
+	*mid_out = mid;
+	return 0;
+}
+
+int core_own_withdraw(struct core *c, const char *upstream, const char *cuid,
+		      uint32_t mid, dg_time_ms now, struct core_actions *out,
+		      struct dg_diag *d)
+{
+	struct client_st *cl = upstream ? gw_own_find(c, upstream) : NULL;
+	struct cuid_st *cs = cuid_find(c, cuid);
+	char cdid[IDENT_LEN + 1];
+
+	if (!cl || !cs || cs->owner != cl || !mitig_find(cs, mid)) {
+		dg_diag_set(d, "no gateway mitigation mid %" PRIu32 " on upstream %s",
+			mid, upstream ? upstream : "-");
+		return DG_CODE_NOT_FOUND;
+	}
+	if (!cl->up && !up_create(c, cl, now, out)) {
+		dg_diag_set(d, "cannot open a session to %s", upstream);
+		return DG_CODE_UNAVAILABLE;
+	}
+	char *path = mitigate_path(client_cdid(c, cl, cdid), cuid, true, mid);
+	struct up_req *r = up_request(c, cl->up, REQ_RELAY_DELETE, CORE_DELETE,
+				      path, NULL, now);
+	if (!r) {
+		dg_diag_set(d, "upstream %s: queue full", upstream);
+		return DG_CODE_UNAVAILABLE;
+	}
+	r->msg.has_hop_limit = true;
+	r->msg.hop_limit = c->cfg->hop_limit;
+	snprintf(r->cuid, sizeof(r->cuid), "%s", cuid);
+	r->mid = mid;
+	req_go(c, r, now, out);
+	dg_info(LOG_CORE, "client=%s cuid=%s mid=%" PRIu32 " operator withdrawal sent",
+		cl->cfg->name, cuid, mid);
+	return 0;
 }
 
 /* ---- reload ----------------------------------------------------------------------------- */
@@ -1635,6 +1807,26 @@ int core_reconfigure(struct core *c, const struct gw_config *cfg,
 	c->nclients = nnew;
 	nv = NULL;
 	rc = 0;
+	/* The gateway's own records follow their upstream by name. */
+	for (size_t i = 0; i < c->ngw_own;) {
+		struct gw_own *g = (struct gw_own *)c->gw_own[i];
+		const struct gw_upstream *u = upstream_by_name(cfg, g->cfg.upstream->name);
+
+		if (!u) {
+			client_remove(c, &g->st, now, out);
+			c->gw_own[i] = c->gw_own[--c->ngw_own];
+			continue;
+		}
+		g->cfg.upstream = (struct gw_upstream *)u;
+		g->cfg.upstream_name = u->name;
+		if (g->st.up) {
+			if (upstream_same(g->st.up->cfg, u))
+				g->st.up->cfg = u;
+			else
+				client_rehome(c, &g->st, now, out);
+		}
+		i++;
+	}
 out:
 	free(nv);
 	free(sorted);

@@ -177,6 +177,31 @@ struct core_stats {
 };
 void core_get_stats(const struct core *c, struct core_stats *st);
 
+/* ---- the gateway's own requests (RFC 8811 §3.3.1) ------------------------ */
+
+/*
+ * An operator's mitigation request, sent to upstream as the gateway's own
+ * with cuid (the caller derives it from the gateway's credential for that
+ * upstream, RFC 9132 §4.4.1.2) and the next of the gateway's mids, which
+ * strictly increase. body is a full mitigation-scope request (one scope
+ * entry), validated as a client's would be. Returns 0 with *mid_out set
+ * (the upstream's answer arrives later; the mitigation then shows among
+ * the others under client "gateway:UPSTREAM"), or a CoAP-style code
+ * (404 no such upstream, 400/422 invalid, 409 cuid in use, 503) with d
+ * saying why.
+ */
+int core_own_request(struct core *c, const char *upstream, const char *cuid,
+		     const json_t *body, uint32_t *mid_out, dg_time_ms now,
+		     struct core_actions *out, struct dg_diag *d);
+/* Withdraws the gateway's own mitigation mid (404 when it has none). */
+int core_own_withdraw(struct core *c, const char *upstream, const char *cuid,
+		      uint32_t mid, dg_time_ms now, struct core_actions *out,
+		      struct dg_diag *d);
+/* The gateway's mids continue above base (until the persistent store of
+ * issue 3, io passes a wall-clock-derived base so that mids still grow
+ * across restarts). */
+void core_set_own_mid_base(struct core *c, uint32_t base);
+
 /* ---- reload --------------------------------------------------------------- */
 
 struct core_reload_stats {

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
+
+#include <gnutls/gnutls.h>
 
 #include <coap3/coap.h>
 
@@ -1161,6 +1164,10 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 		seed = uv_hrtime();
 	io->core = core_new(cfg, seed);
+	/* Until the state store (issue 3) keeps the gateway's mid counter,
+	 * seconds since 2020-09-13 keep its mids growing across restarts. */
+	if (io->core)
+		core_set_own_mid_base(io->core, (uint32_t)(time(NULL) - 1600000000));
 	io->srv = coap_new_context(NULL);
 	io->cli = coap_new_context(NULL);
 	if (!io->core || !io->srv || !io->cli) {
@@ -1213,6 +1220,96 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 fail:
 	io_free(io);
 	return rc;
+}
+
+/* ---- the gateway's own requests ----------------------------------------------------------- */
+
+/* The gateway's cuid toward u, derived from the credential it presents
+ * there as RFC 9132 §4.4.1.2 asks: the certificate's SPKI, or the PSK
+ * identity. */
+static int own_cuid(const struct gw_upstream *u, char out[IDENT_LEN + 1])
+{
+	gnutls_datum_t pem = { NULL, 0 }, der = { NULL, 0 };
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	int rc;
+
+	if (u->cred.psk_identity)
+		return ident_derive((const uint8_t *)u->cred.psk_identity,
+				    strlen(u->cred.psk_identity), out);
+	if (!u->cred.cert)
+		/* Plain CoAP (lab mode): no credential; the name stands in. */
+		return ident_derive((const uint8_t *)u->name, strlen(u->name), out);
+	if (gnutls_load_file(u->cred.cert, &pem) < 0)
+		return DG_EIO;
+	rc = gnutls_pem_base64_decode2("CERTIFICATE", &pem, &der) < 0 ? DG_EINVAL :
+	     ident_spki_from_cert(der.data, der.size, &spki, &spki_len);
+	if (rc == 0)
+		rc = ident_derive(spki, spki_len, out);
+	free(spki);
+	gnutls_free(der.data);
+	gnutls_free(pem.data);
+	return rc;
+}
+
+static const struct gw_upstream *own_upstream(const struct io *io,
+					      const char *name,
+					      struct dg_diag *d)
+{
+	if (name)
+		return config_upstream_by_name(io->cfg, name);
+	if (io->cfg->nupstreams == 1)
+		return &io->cfg->upstreams[0];
+	dg_diag_set(d, "several upstreams: name one");
+	return NULL;
+}
+
+int io_own_request(struct io *io, const char *upstream, const json_t *body,
+		   uint32_t *mid, char *cuid_out, struct dg_diag *d)
+{
+	const struct gw_upstream *u = own_upstream(io, upstream, d);
+	char cuid[IDENT_LEN + 1];
+	int code;
+
+	if (!u) {
+		if (!d->text[0])
+			dg_diag_set(d, "no upstream named \"%s\"", upstream);
+		return DG_CODE_NOT_FOUND;
+	}
+	if (own_cuid(u, cuid)) {
+		dg_diag_set(d, "cannot derive the gateway's cuid from %s",
+			    u->cred.cert ? u->cred.cert : u->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	code = core_own_request(io->core, u->name, cuid, body, mid, io_now(),
+				&io->acts, d);
+	run_actions(io);
+	kick_if_needed(io);
+	if (code == 0 && cuid_out)
+		memcpy(cuid_out, cuid, sizeof(cuid));
+	return code;
+}
+
+int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
+		    struct dg_diag *d)
+{
+	const struct gw_upstream *u = own_upstream(io, upstream, d);
+	char cuid[IDENT_LEN + 1];
+	int code;
+
+	if (!u) {
+		if (!d->text[0])
+			dg_diag_set(d, "no upstream named \"%s\"", upstream);
+		return DG_CODE_NOT_FOUND;
+	}
+	if (own_cuid(u, cuid)) {
+		dg_diag_set(d, "cannot derive the gateway's cuid");
+		return DG_CODE_UNAVAILABLE;
+	}
+	code = core_own_withdraw(io->core, u->name, cuid, mid, io_now(), &io->acts, d);
+	run_actions(io);
+	kick_if_needed(io);
+	return code;
 }
 
 /* ---- reload ------------------------------------------------------------------------------ */

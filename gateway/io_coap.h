@@ -17,6 +17,8 @@
 
 #include <uv.h>
 
+#include <jansson.h>
+
 #include "config.h"
 
 struct io;
@@ -38,6 +40,17 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out);
  * listener could not open; logged) or DG_ENOMEM, with nothing changed.
  */
 int io_reload(struct io *io, const struct gw_config *ncfg);
+
+/*
+ * An operator's mitigation request sent upstream as the gateway's own
+ * (core_own_request), to upstream (NULL: the only one) with the gateway's
+ * cuid for it (written to cuid_out, IDENT_LEN + 1 bytes, if not NULL).
+ * Returns 0 with *mid set, or a CoAP-style code with d saying why.
+ */
+int io_own_request(struct io *io, const char *upstream, const json_t *body,
+		   uint32_t *mid, char *cuid_out, struct dg_diag *d);
+int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
+		    struct dg_diag *d);
 
 /* Closes every session and handle; the loop then runs until empty, after
  * which io_free() releases the rest. */

@@ -1274,6 +1274,105 @@ static void test_reload_changed_credential_closes_sessions_keeps_state(void **st
 	cfg2_free(n);
 }
 
+/* ---- the gateway's own requests ---------------------------------------------- */
+
+static uint64_t own_up(struct fix *f, const char *body_text, uint32_t *mid)
+{
+	struct dg_diag d = { "" };
+	json_t *body = json_loads(body_text, 0, NULL);
+
+	assert_non_null(body);
+	assert_int_equal(core_own_request(f->core, "provider", "gw-cuid", body, mid,
+					  f->now, &f->out, &d), 0);
+	json_decref(body);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	if (!open)
+		return 0;
+	uint64_t up = open->up_id;
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	return up;
+}
+
+static void test_own_request_and_withdraw(void **state)
+{
+	struct fix *f = *state;
+	struct dg_diag d = { "" };
+	struct core_stats st;
+	uint32_t mid = 0, mid2 = 0;
+	char path[96];
+
+	core_set_own_mid_base(f->core, 5000);
+	uint64_t up = own_up(f, REQ_BODY, &mid);
+	assert_int_not_equal(up, 0);
+	assert_int_equal(mid, 5001);
+	snprintf(path, sizeof(path), "/mitigate/cuid=gw-cuid/mid=%u", mid);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, path);
+	assert_non_null(put);
+	assert_int_equal(put->msg.code, CORE_PUT);
+	assert_true(put->msg.has_hop_limit);
+	struct core_action copy = *put;
+	clear(f);
+	up_answer(f, &copy, 201, NULL, -1, up);
+	/* Accepted: kept, observed upstream like a client's. */
+	struct core_action *obs = find_act(f, CORE_ACT_UP_SEND, path);
+	assert_non_null(obs);
+	assert_int_equal(obs->msg.code, CORE_GET);
+	assert_true(obs->msg.has_observe);
+	clear(f);
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 1);
+	/* Mids strictly increase; the same session carries the next one. */
+	assert_int_equal(own_up(f, REQ_BODY, &mid2), 0);
+	assert_int_equal(mid2, mid + 1);
+	clear(f);
+	/* Withdraw the first. */
+	assert_int_equal(core_own_withdraw(f->core, "provider", "gw-cuid", mid, f->now,
+					   &f->out, &d), 0);
+	struct core_action *del = find_act(f, CORE_ACT_UP_SEND, path);
+	assert_non_null(del);
+	assert_int_equal(del->msg.code, CORE_DELETE);
+	copy = *del;
+	clear(f);
+	up_answer(f, &copy, 202, NULL, -1, up);
+	clear(f);
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 0);
+	/* Unknown now. */
+	assert_int_equal(core_own_withdraw(f->core, "provider", "gw-cuid", mid, f->now,
+					   &f->out, &d), 404);
+	assert_int_equal(f->out.n, 0);
+}
+
+static void test_own_request_refusals_change_nothing(void **state)
+{
+	struct fix *f = *state;
+	struct dg_diag d = { "" };
+	uint32_t mid = 0;
+	json_t *good = json_loads(REQ_BODY, 0, NULL);
+	json_t *bad = json_loads("{\"ietf-dots-signal-channel:mitigation-scope\":"
+				 "{\"scope\":[{\"target-prefix\":[\"203.0.113.0/28\"]}]}}",
+				 0, NULL);
+
+	assert_int_equal(core_own_request(f->core, "nobody", "gw-cuid", good, &mid,
+					  f->now, &f->out, &d), 404);
+	assert_non_null(strstr(d.text, "nobody"));
+	/* No lifetime: invalid as a client's request would be. */
+	assert_int_equal(core_own_request(f->core, "provider", "gw-cuid", bad, &mid,
+					  f->now, &f->out, &d), 400);
+	/* A downstream client's cuid is not the gateway's to use. */
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	assert_int_equal(core_own_request(f->core, "provider", "abc", good, &mid,
+					  f->now, &f->out, &d), 409);
+	assert_int_equal(f->out.n, 0);
+	json_decref(good);
+	json_decref(bad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1306,6 +1405,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload_removed_client_closed_others_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_changed_upstream_rehomes_mitigations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_changed_credential_closes_sessions_keeps_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_request_and_withdraw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_request_refusals_change_nothing, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
