@@ -181,6 +181,7 @@ struct core {
 	struct client_st **gw_own;
 	size_t ngw_own;
 	uint32_t own_next_mid;
+	bool draining; /* every request answered with a redirection */
 	struct hmap dn, up, reqs, cuids, mitigs;
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
@@ -1834,6 +1835,89 @@ out:
 	return rc;
 }
 
+/* ---- drain (RFC 9132 §4.6) ---------------------------------------------------------------- */
+
+static json_t *redirect_body(const struct core *c)
+{
+	const struct gw_drain *dr = &c->cfg->drain;
+	json_t *rs = json_object(), *recs = json_array(), *body = json_object();
+
+	if (!rs || !recs || !body ||
+	    json_object_set_new(rs, "alt-server", json_string(dr->alternate))) {
+		json_decref(rs);
+		json_decref(recs);
+		json_decref(body);
+		return NULL;
+	}
+	for (size_t i = 0; i < dr->naddresses; i++)
+		json_array_append_new(recs, json_string(dr->addresses[i]));
+	if (dr->naddresses)
+		json_object_set_new(rs, "alt-server-record", recs);
+	else
+		json_decref(recs);
+	json_object_set_new(body, CBOR_MSG_REDIRECT, rs);
+	return body;
+}
+
+/* 5.03 with the redirection and its lifetime as Max-Age. */
+static void reply_redirect(struct core *c, uint64_t dn_sid, uint64_t req_id,
+			   struct core_actions *out)
+{
+	json_t *body = redirect_body(c);
+	struct core_action *a;
+
+	reply(out, dn_sid, req_id, DG_CODE_UNAVAILABLE, body);
+	json_decref(body);
+	if ((a = last_reply(out, req_id))) {
+		a->msg.has_max_age = true;
+		a->msg.max_age = c->cfg->drain.ttl;
+	}
+}
+
+int core_drain(struct core *c, bool on, dg_time_ms now, struct core_actions *out,
+	       size_t *notified)
+{
+	json_t *body;
+
+	(void)now;
+	*notified = 0;
+	if (on && !c->cfg->drain.alternate)
+		return DG_EINVAL;
+	if (c->draining == on)
+		return 0;
+	c->draining = on;
+	dg_info(LOG_CORE, "drain %s%s%s", on ? "on: redirecting clients to " : "off",
+		on ? c->cfg->drain.alternate : "", on ? "" : "");
+	if (!on || !(body = redirect_body(c)))
+		return 0;
+	/* Observers learn at once: a 5.03 notification carrying the
+	 * redirection, which also ends the observation (RFC 7641 §4.2). The
+	 * others at their next request, heartbeats included. */
+	for (size_t i = 0; i < c->nclients; i++) {
+		struct client_st *cl = c->clients[i];
+		while (cl->observers) {
+			struct dn_obs *o = cl->observers;
+			struct core_action *a;
+			dn_notify_one(c, o, DG_CODE_UNAVAILABLE, body, out);
+			if (out->n && (a = &out->v[out->n - 1])->type == CORE_ACT_DN_SEND) {
+				a->msg.has_max_age = true;
+				a->msg.max_age = c->cfg->drain.ttl;
+			}
+			cl->observers = o->next;
+			cl->n_observers--;
+			obs_free(o);
+			(*notified)++;
+		}
+	}
+	json_decref(body);
+	return 0;
+}
+
+bool core_draining(const struct core *c)
+{
+	return c->draining;
+}
+
 /* ---- downstream sessions --------------------------------------------------------------- */
 
 static void dn_arm(struct core *c, struct dn_sess *s)
@@ -2314,6 +2398,10 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 	if (req->unknown_critical) {
 		reply_diag(out, s->sid, req->req_id, DG_CODE_BAD_OPTION,
 			   "unrecognized critical option");
+		return;
+	}
+	if (c->draining) {
+		reply_redirect(c, s->sid, req->req_id, out);
 		return;
 	}
 	int code = model_parse_uri(req->path, req->npath, &uri, &d);

@@ -202,6 +202,20 @@ int core_own_withdraw(struct core *c, const char *upstream, const char *cuid,
  * across restarts). */
 void core_set_own_mid_base(struct core *c, uint32_t base);
 
+/* ---- drain -------------------------------------------------------------- */
+
+/*
+ * Drain on: every downstream observation gets a 5.03 notification with a
+ * redirection to cfg->drain (RFC 9132 §4.6, Max-Age = its ttl) and ends;
+ * from then on every downstream request, on old and new sessions, is
+ * answered the same way. Drain off: service as usual. *notified counts
+ * the observations told. Returns 0, or DG_EINVAL when no alternate is
+ * configured (nothing changed).
+ */
+int core_drain(struct core *c, bool on, dg_time_ms now, struct core_actions *out,
+	       size_t *notified);
+bool core_draining(const struct core *c);
+
 /* ---- reload --------------------------------------------------------------- */
 
 struct core_reload_stats {

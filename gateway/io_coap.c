@@ -1312,6 +1312,17 @@ int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
 	return code;
 }
 
+/* ---- drain ----------------------------------------------------------------------------- */
+
+int io_drain(struct io *io, bool on, size_t *notified)
+{
+	int rc = core_drain(io->core, on, io_now(), &io->acts, notified);
+
+	run_actions(io);
+	kick_if_needed(io);
+	return rc;
+}
+
 /* ---- reload ------------------------------------------------------------------------------ */
 
 static bool listen_same(const struct gw_listen *a, const struct gw_listen *b)

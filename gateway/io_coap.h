@@ -52,6 +52,10 @@ int io_own_request(struct io *io, const char *upstream, const json_t *body,
 int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
 		    struct dg_diag *d);
 
+/* Drain on or off (core_drain): clients are redirected to the configured
+ * alternate. Returns 0 or DG_EINVAL (no alternate configured). */
+int io_drain(struct io *io, bool on, size_t *notified);
+
 /* Closes every session and handle; the loop then runs until empty, after
  * which io_free() releases the rest. */
 void io_stop(struct io *io);

@@ -18,7 +18,7 @@
 
 struct app {
 	uv_loop_t loop;
-	uv_signal_t sigterm, sigint, sighup;
+	uv_signal_t sigterm, sigint, sighup, sigusr1, sigusr2;
 	struct io *io;
 	struct gw_config *cfg;
 	const char *config_path;
@@ -74,6 +74,22 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
 	uv_close((uv_handle_t *)&app->sighup, NULL);
+	uv_close((uv_handle_t *)&app->sigusr1, NULL);
+	uv_close((uv_handle_t *)&app->sigusr2, NULL);
+}
+
+/* SIGUSR1 drains (clients redirected to server.drain, RFC 9132 §4.6),
+ * SIGUSR2 ends the drain. */
+static void on_drain_signal(uv_signal_t *h, int signum)
+{
+	struct app *app = h->data;
+	size_t told = 0;
+
+	if (io_drain(app->io, signum == SIGUSR1, &told))
+		dg_err("main", "drain refused: no server.drain alternate configured");
+	else if (signum == SIGUSR1)
+		dg_info("main", "draining to %s: %zu observations redirected",
+			app->cfg->drain.alternate, told);
 }
 
 static void report_reload_error(const char *line, void *arg)
@@ -206,10 +222,15 @@ int main(int argc, char **argv)
 	uv_signal_init(&app.loop, &app.sigterm);
 	uv_signal_init(&app.loop, &app.sigint);
 	uv_signal_init(&app.loop, &app.sighup);
+	uv_signal_init(&app.loop, &app.sigusr1);
+	uv_signal_init(&app.loop, &app.sigusr2);
 	app.sigterm.data = app.sigint.data = app.sighup.data = &app;
+	app.sigusr1.data = app.sigusr2.data = &app;
 	uv_signal_start(&app.sigterm, on_stop_signal, SIGTERM);
 	uv_signal_start(&app.sigint, on_stop_signal, SIGINT);
 	uv_signal_start(&app.sighup, on_hup, SIGHUP);
+	uv_signal_start(&app.sigusr1, on_drain_signal, SIGUSR1);
+	uv_signal_start(&app.sigusr2, on_drain_signal, SIGUSR2);
 	dg_info("main", "dotsgw %s ready config=%s mode=map clients=%zu upstreams=%zu",
 		DOTSGW_VERSION, config_path, app.cfg->nclients, app.cfg->nupstreams);
 

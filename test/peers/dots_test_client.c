@@ -75,6 +75,7 @@ struct cli_opts {
 	const char *script;
 	uint32_t timeout_ms;
 	int coap_log_level;
+	bool follow_redirect;
 };
 
 struct cli {
@@ -87,6 +88,10 @@ struct cli {
 	bool session_down;
 	char sni[PEER_HOST_MAX];
 	int exit_code;
+	/* A 5.03 redirection (RFC 9132 §4.6) to follow at the next turn of
+	 * the loop (not from inside libcoap's handler). */
+	bool redirect_pending;
+	char redirect_to[64];
 };
 
 /* libcoap 4.3.1 handlers carry no user pointer. */
@@ -162,6 +167,15 @@ static json_t *cli_emit_message(const char *event, size_t step, bool late,
 		json_object_set_new(ev, "late", json_true());
 	body = json_incref(json_object_get(ev, "body"));
 	peer_emit(ev);
+	if (m->code == COAP_RESPONSE_CODE(503) && cli_g && cli_g->o.follow_redirect) {
+		json_t *rs = json_object_get(body, CBOR_MSG_REDIRECT);
+		const char *to = json_string_value(json_array_get(
+			json_object_get(rs, "alt-server-record"), 0));
+		if (to && strlen(to) < sizeof(cli_g->redirect_to)) {
+			snprintf(cli_g->redirect_to, sizeof(cli_g->redirect_to), "%s", to);
+			cli_g->redirect_pending = true;
+		}
+	}
 	return body;
 }
 
@@ -876,6 +890,8 @@ static bool cli_done(const struct cli *c, const struct cli_step *s,
 	return false;
 }
 
+static void cli_follow_redirect(struct cli *c);
+
 /* Processes I/O until the condition holds or `ms` passed. Returns true
  * when the condition held. */
 static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
@@ -886,6 +902,8 @@ static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
 	for (;;) {
 		if (peer_stop)
 			return false;
+		if (c->redirect_pending)
+			cli_follow_redirect(c);
 		if (s && cli_done(c, s, w))
 			return true;
 		now = peer_now_ms();
@@ -986,6 +1004,32 @@ static int cli_on_server_cn(const char *cn, const uint8_t *der,
 	return validated;
 }
 
+static coap_session_t *cli_connect(struct cli *c, const coap_address_t *dst);
+
+/* Moves to the alternate server's first address, same port, transport
+ * and credential; observations do not survive the move. */
+static void cli_follow_redirect(struct cli *c)
+{
+	coap_address_t dst;
+	json_t *ev;
+
+	c->redirect_pending = false;
+	if (peer_resolve(c->redirect_to, c->o.port, false, c->o.proto, &dst)) {
+		peer_log("redirect: cannot use %s", c->redirect_to);
+		return;
+	}
+	if (c->session)
+		coap_session_release(c->session);
+	c->session = cli_connect(c, &dst);
+	c->session_down = c->session == NULL;
+	for (size_t i = 0; i < c->nsteps; i++)
+		c->steps[i].observing = false;
+	ev = cli_event("redirected");
+	if (ev)
+		json_object_set_new(ev, "to", json_string(c->redirect_to));
+	peer_emit(ev);
+}
+
 static coap_session_t *cli_connect(struct cli *c, const coap_address_t *dst)
 {
 	const struct peer_creds *cr = &c->o.creds;
@@ -1032,7 +1076,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: dots-test-client --connect HOST:PORT --transport dtls|tls|udp|tcp\n"
 "         [--psk-id ID --psk-key KEY | --cert F --key F --ca F]\n"
-"         --script FILE [--timeout-ms 5000] [--debug LEVEL]\n"
+"         --script FILE [--timeout-ms 5000] [--debug LEVEL] [--follow-redirect]\n"
 "\n"
 "Runs the JSON array of steps in FILE on one session. A step is\n"
 "{\"sleep_ms\":N} or {\"method\",\"path\",\"body\",\"body_hex\",\n"
@@ -1071,6 +1115,7 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 		{ "script", required_argument, NULL, 's' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "debug", required_argument, NULL, 'd' },
+		{ "follow-redirect", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1084,6 +1129,7 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 		switch (ch) {
 		case 'c': connect = optarg; break;
 		case 't': transport = optarg; break;
+		case 'R': o->follow_redirect = true; break;
 		case 'i': o->creds.psk_id = optarg; break;
 		case 'k': o->creds.psk_key = optarg; break;
 		case 'C': o->creds.cert = optarg; break;

@@ -1373,6 +1373,65 @@ static void test_own_request_refusals_change_nothing(void **state)
 	json_decref(bad);
 }
 
+/* ---- drain -------------------------------------------------------------------- */
+
+static void test_drain_redirects_observers_and_requests(void **state)
+{
+	struct fix *f = *state;
+	struct dn_req_opts o = NO_OPTS;
+	char *addrs[] = { "192.0.2.7", "2001:db8::7" };
+	size_t told = 0;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	o.observe = 0;
+	dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3", NULL, 0, &o);
+	clear(f);
+	/* Without an alternate, refused and nothing changes. */
+	assert_int_equal(core_drain(f->core, true, f->now, &f->out, &told), DG_EINVAL);
+	assert_int_equal(f->out.n, 0);
+	assert_false(core_draining(f->core));
+
+	f->cfg.drain.alternate = "alt.dots.test";
+	f->cfg.drain.addresses = addrs;
+	f->cfg.drain.naddresses = 2;
+	f->cfg.drain.ttl = 600;
+	assert_int_equal(core_drain(f->core, true, f->now, &f->out, &told), 0);
+	assert_int_equal(told, 1);
+	struct core_action *n = find_act(f, CORE_ACT_DN_SEND, NULL);
+	assert_non_null(n);
+	assert_int_equal(n->dn_sid, 1);
+	assert_int_equal(n->msg.code, 503);
+	assert_false(n->msg.has_observe); /* an error ends the observation */
+	assert_true(n->msg.has_max_age);
+	assert_int_equal(n->msg.max_age, 600);
+	json_t *b = payload_json(&n->msg);
+	json_t *rs = json_object_get(b, "ietf-dots-signal-channel:redirected-signal");
+	assert_string_equal(json_string_value(json_object_get(rs, "alt-server")),
+			    "alt.dots.test");
+	assert_string_equal(json_string_value(json_array_get(
+		json_object_get(rs, "alt-server-record"), 1)), "2001:db8::7");
+	json_decref(b);
+	clear(f);
+	/* Requests, heartbeats included, get the redirection too. */
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/hb", NULL, 0, &NO_OPTS);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 503);
+	assert_int_equal(r->msg.max_age, 600);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	clear(f);
+	/* Observers are gone: a status change notifies nobody. */
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.dn_observers, 0);
+	/* Drain off: served again. */
+	assert_int_equal(core_drain(f->core, false, f->now, &f->out, &told), 0);
+	rid = dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+			 NULL, 0, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 205);
+	f->cfg.drain = (struct gw_drain){ 0 };
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1407,6 +1466,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload_changed_credential_closes_sessions_keeps_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_request_and_withdraw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_request_refusals_change_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_redirects_observers_and_requests, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
