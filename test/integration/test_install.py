@@ -34,7 +34,7 @@ class Staged:
     """A destdir install of ctx.build: where each installed file landed
     (dest + the absolute install path) and the paths it was built for."""
 
-    def __init__(self, ctx, dest, opts):
+    def __init__(self, dest, opts):
         self.dest = dest
         self.prefix = opts['prefix']
 
@@ -80,7 +80,7 @@ def stage(ctx, live=False):
     """Installs ctx.build into ctx.tmp/dest; with live, a live
     configuration is put in place first, as on an installed machine."""
     dest = ctx.path('dest')
-    staged = Staged(ctx, dest, build_options(ctx))
+    staged = Staged(dest, build_options(ctx))
     live_path = staged.staged(f'{staged.sysconfdir}/dotsgw/dotsgw.conf')
     if live:
         live_path.parent.mkdir(parents=True)
@@ -380,12 +380,12 @@ def check_gateway_page(ctx, page):
     opts = re.findall(r'\{ "([\w-]+)", \w+_argument, NULL, \'(\w)\' \}', main)
     if len(opts) < 5:
         raise TestFailure(f'only {opts} options found in gateway/main.c')
+    # --syslog has no short form: its 's' is not in the getopt string.
+    shorts = re.search(r'getopt_long\([^"]*"([^"]*)"', main).group(1)
     missing = []
     for long_name, short in opts:
         if f'--{long_name}' not in text:
             missing.append(f'--{long_name}')
-        # --syslog has no short form ('s' is not in the getopt string).
-        shorts = re.search(r'getopt_long\([^"]*"([^"]*)"', main).group(1)
         if short in shorts and f'-{short}' not in text:
             missing.append(f'-{short}')
     for section in ('SYNOPSIS', 'OPTIONS', 'SIGNALS', 'FILES', 'EXIT STATUS',
