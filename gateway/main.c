@@ -16,6 +16,18 @@
 #include "config.h"
 #include "io_coap.h"
 
+#if HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+/* Built without libsystemd: nobody to tell (the unit is then Type=exec). */
+static int sd_notify(int unset_environment, const char *state)
+{
+	(void)unset_environment;
+	(void)state;
+	return 0;
+}
+#endif
+
 struct app {
 	uv_loop_t loop;
 	uv_signal_t sigterm, sigint, sighup, sigusr1, sigusr2;
@@ -70,6 +82,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	struct app *app = h->data;
 
 	dg_info("main", "signal %d: shutting down", signum);
+	sd_notify(0, "STOPPING=1");
 	io_stop(app->io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -233,6 +246,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&app.sigusr2, on_drain_signal, SIGUSR2);
 	dg_info("main", "dotsgw %s ready config=%s mode=map clients=%zu upstreams=%zu",
 		DOTSGW_VERSION, config_path, app.cfg->nclients, app.cfg->nupstreams);
+	/* Listeners are bound and signals handled: systemd may go on. */
+	sd_notify(0, "READY=1");
 
 	uv_run(&app.loop, UV_RUN_DEFAULT);
 
