@@ -33,4 +33,21 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out);
 void io_stop(struct io *io);
 void io_free(struct io *io);
 
+/* ---- introspection for the control socket (gateway/io_ctl.c) ------------ */
+
+struct core;
+
+/* The core io drives, for read-only introspection between events. */
+struct core *io_core(struct io *io);
+
+/*
+ * Writes into buf (len > 0) a description of the (D)TLS parameters of a
+ * downstream or upstream session as the TLS library names them, e.g.
+ * "(DTLS1.2)-(ECDHE-PSK-SECP256R1)-(AES-128-GCM)" with GnuTLS; "" when the
+ * session is plain, not (yet) established, unknown, or the library
+ * (OpenSSL flavour) is not asked.
+ */
+void io_dn_tls_desc(struct io *io, uint64_t dn_sid, char *buf, size_t len);
+void io_up_tls_desc(struct io *io, uint64_t up_id, char *buf, size_t len);
+
 #endif

@@ -15,11 +15,13 @@
 #include "dotsgw_build.h"
 #include "config.h"
 #include "io_coap.h"
+#include "io_ctl.h"
 
 struct app {
 	uv_loop_t loop;
 	uv_signal_t sigterm, sigint, sighup;
 	struct io *io;
+	struct io_ctl *ctl;
 	struct gw_config *cfg;
 	bool use_syslog;
 };
@@ -68,6 +70,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	struct app *app = h->data;
 
 	dg_info("main", "signal %d: shutting down", signum);
+	io_ctl_stop(app->ctl);
 	io_stop(app->io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -80,6 +83,24 @@ static void on_hup(uv_signal_t *h, int signum)
 	(void)signum;
 	/* Live reload is a later piece of work (README: not yet). */
 	dg_warn("main", "SIGHUP: reload is not supported yet; configuration unchanged");
+}
+
+/* Runtime log level, from the control socket: libcoap follows as at start. */
+static void set_log_level(void *arg, enum dg_log_level lvl)
+{
+	(void)arg;
+	dg_log_set_level(lvl);
+	coap_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
+	coap_dtls_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
+}
+
+/* "reload" from the control socket: what SIGHUP does, until live reload. */
+static int ctl_reload(void *arg, char *err, size_t errlen)
+{
+	(void)arg;
+	dg_warn("main", "control: reload is not supported yet; configuration unchanged");
+	snprintf(err, errlen, "reload is not supported yet; configuration unchanged");
+	return DG_EPERM;
 }
 
 static void usage(FILE *f)
@@ -163,6 +184,27 @@ int main(int argc, char **argv)
 		config_free(app.cfg);
 		return 1;
 	}
+	static const struct io_ctl_callbacks ctl_cb = {
+		.reload = ctl_reload, .set_log_level = set_log_level,
+	};
+	rc = io_ctl_start(&app.loop, (const struct gw_config *const *)&app.cfg,
+			  app.io, &ctl_cb, &app.ctl);
+	if (rc && app.cfg->control_explicit) {
+		/* Configured, so needed: do not run without it. */
+		dg_err("main", "cannot start: control socket %s: %s",
+		       app.cfg->control_socket, dg_strerror(rc));
+		io_stop(app.io);
+		uv_run(&app.loop, UV_RUN_DEFAULT);
+		io_free(app.io);
+		io_ctl_free(app.ctl);
+		uv_loop_close(&app.loop);
+		coap_cleanup();
+		config_free(app.cfg);
+		return 1;
+	}
+	if (rc)
+		dg_warn("main", "no control socket (default path %s: %s); set control.socket to require one",
+			app.cfg->control_socket, dg_strerror(rc));
 	uv_signal_init(&app.loop, &app.sigterm);
 	uv_signal_init(&app.loop, &app.sigint);
 	uv_signal_init(&app.loop, &app.sighup);
@@ -176,6 +218,7 @@ int main(int argc, char **argv)
 	uv_run(&app.loop, UV_RUN_DEFAULT);
 
 	io_free(app.io);
+	io_ctl_free(app.ctl);
 	rc = uv_loop_close(&app.loop);
 	if (rc)
 		dg_err("main", "event loop closed with handles left: %s", uv_strerror(rc));
