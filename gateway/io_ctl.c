@@ -460,7 +460,8 @@ static int ctl_listen(struct io_ctl *ctl, const struct gw_config *cfg)
 		dg_err(LOG_CTL, "control socket %s: chmod: %s", path, strerror(errno));
 		return DG_EIO;
 	}
-	if ((rc = uv_listen((uv_stream_t *)&ctl->srv, 16, on_connection))) {
+	/* Room for a burst of clients beyond those served. */
+	if ((rc = uv_listen((uv_stream_t *)&ctl->srv, 128, on_connection))) {
 		dg_err(LOG_CTL, "control socket %s: listen: %s", path, uv_strerror(rc));
 		return DG_EIO;
 	}

@@ -3,6 +3,7 @@
  * signals, the event loop.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +176,9 @@ int main(int argc, char **argv)
 	coap_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
 	coap_dtls_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
 
+	/* A control client that goes away leaves a write failing with EPIPE:
+	 * that connection ends, not the gateway. */
+	signal(SIGPIPE, SIG_IGN);
 	uv_loop_init(&app.loop);
 	rc = io_start(&app.loop, app.cfg, &app.io);
 	if (rc) {
