@@ -181,29 +181,19 @@ static void conn_send(struct ctl_conn *c, char *line, size_t len)
 		conn_read_stop(c);
 }
 
-static void tls_dn(void *arg, uint64_t sid, char *buf, size_t len)
-{
-	io_dn_tls_desc(arg, sid, buf, len);
-}
-
-static void tls_up(void *arg, uint64_t id, char *buf, size_t len)
-{
-	io_up_tls_desc(arg, id, buf, len);
-}
-
-/* main's callbacks and io's accessors, behind one arg for ctl_env. */
+/* main's callbacks and io's accessors, behind the one arg of ctl_env. */
 struct ctl_glue {
 	struct io_ctl *ctl;
 };
 
 static void glue_tls_dn(void *arg, uint64_t sid, char *buf, size_t len)
 {
-	tls_dn(((struct ctl_glue *)arg)->ctl->io, sid, buf, len);
+	io_dn_tls_desc(((struct ctl_glue *)arg)->ctl->io, sid, buf, len);
 }
 
 static void glue_tls_up(void *arg, uint64_t id, char *buf, size_t len)
 {
-	tls_up(((struct ctl_glue *)arg)->ctl->io, id, buf, len);
+	io_up_tls_desc(((struct ctl_glue *)arg)->ctl->io, id, buf, len);
 }
 
 static void glue_log_level(void *arg, enum dg_log_level level)
@@ -288,8 +278,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	memmove(c->buf, c->buf + start, c->len - start);
 	c->len -= start;
 	if (c->len > CTL_REQUEST_MAX) {
+		char why[64], *line;
 		size_t n = 0;
-		char *line = ctl_error_line("request longer than 4096 bytes: closing", &n);
+
+		snprintf(why, sizeof(why), "request longer than %d bytes: closing",
+			 CTL_REQUEST_MAX);
+		line = ctl_error_line(why, &n);
 		dg_warn(LOG_CTL, "control request longer than %d bytes: connection closed",
 			CTL_REQUEST_MAX);
 		conn_read_stop(c);

@@ -482,3 +482,17 @@ def test_ctl_socket_file(ctx):
     third = ctx.start_gateway(topo.config_path, ready=False, name='dotsgw-third')
     check(third.wait(15) == 1, 'third gateway did not exit 1')
     check(open(sock).read() == 'precious', 'a regular file was replaced')
+
+
+def test_ctl_tls_sessions(ctx):
+    """TLS on both sides, X.509: the cipher suite is known there too."""
+    cctx = CtlCtx(ctx)
+    topo = Topology(cctx, dn='tls', up='tls', cred='x509')
+    mitigated_client(topo)
+    sess = dotsctl_json(ctx, cctx.sock, 'sessions')['sessions']
+    check([(s['side'], s['transport']) for s in sess] ==
+          [('downstream', 'tls'), ('upstream', 'tls')], f'sessions {sess}')
+    for s in sess:
+        check(re.match(r'\(TLS1\.[23]', s['cipher'] or ''),
+              f'cipher {s["cipher"]!r}')
+    check(sess[0]['client'] == 'alice', f'x509 client {sess[0]}')
