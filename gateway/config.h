@@ -50,6 +50,11 @@
  *       heartbeat-interval = 30; missing-hb-allowed = 5;
  *       reconnect-min = 60; reconnect-max = 300; }
  *   );
+ *   control = {                     # the control socket (gateway/io_ctl.c, dotsctl)
+ *     socket = "/run/dotsgw/control.sock";  # absolute path of a Unix stream socket
+ *     mode = "0660";                # its permission bits, octal
+ *     group = "dotsgw";             # its group (name or number); default: ours
+ *   };
  */
 #ifndef DG_CONFIG_H
 #define DG_CONFIG_H
@@ -133,6 +138,15 @@ struct gw_config {
 	} drain;
 	struct gw_client *clients; size_t nclients;
 	struct gw_upstream *upstreams; size_t nupstreams;
+
+	/* The control socket. control_explicit: control.socket was set, so
+	 * failing to open it is fatal; the default path is best effort. */
+	char *control_socket;
+	char *control_mode_text;  /* as configured, e.g. "0660" */
+	uint32_t control_mode;    /* permission bits parsed from it */
+	char *control_group;      /* as configured, or NULL */
+	long control_gid;         /* resolved group, -1: leave as created */
+	bool control_explicit;
 };
 
 /*
