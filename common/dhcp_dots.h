@@ -37,6 +37,9 @@
  *     and MUST NOT be resolved; with a name only it is resolved and is the
  *     reference identifier; with addresses only, the addresses are the
  *     identifiers (§5.1.3, §5.2.3).
+ *     An address option left empty by the filters counts as absent (our
+ *     reading: it holds no valid address), so a name next to it is
+ *     resolved.
  *
  * Malformed input is refused whole: a function that fails writes a reason
  * into *why (dg_diag) and leaves *out untouched, so nothing of a malformed

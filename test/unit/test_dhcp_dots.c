@@ -487,6 +487,15 @@ static void test_candidates(void **state)
 	assert_int_equal(dhcp_dots_candidates(&info, "eth1", 5, 10, c, 3, &n), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(c[0].name, "");
+	/* Every address discarded: the name alone, to resolve. */
+	n = 0;
+	o[0] = opt(DHCP_DOTS_V4_ADDRESS, "\x7f\x00\x00\x01\xe0\x00\x00\x01", 8);
+	assert_int_equal(dhcp_dots_parse(DHCP_DOTS_V4, o, 2, &info, &why), 0);
+	assert_int_equal(info.n_discarded, 2);
+	assert_int_equal(dhcp_dots_candidates(&info, "eth1", 5, 10, c, 3, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(c[0].kind, DHCP_DOTS_ADDR_NONE);
+	assert_string_equal(c[0].name, "dots.example.com");
 	/* Nothing at all: no candidate. */
 	n = 0;
 	assert_int_equal(dhcp_dots_parse(DHCP_DOTS_V4, o, 0, &info, &why), 0);
