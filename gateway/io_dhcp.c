@@ -31,7 +31,7 @@ struct io_dhcp {
 	unsigned rescan_ms;
 	io_dhcp_cb cb;
 	void *arg;
-	bool watching, delivered, stopping, too_many_warned;
+	bool watching, delivered, stopping, too_many_warned, untrusted_warned;
 	int open_handles;
 	struct iod_source src[IO_DHCP_MAX_SOURCES];
 	size_t n_src;
@@ -277,6 +277,30 @@ static void iod_watch(struct io_dhcp *w)
 	w->watching = true;
 }
 
+/*
+ * Whoever can write the directory chooses our DOTS servers: it must be
+ * owned by root or by us and writable by nobody else. An untrusted
+ * directory counts as empty (warned about once per change).
+ */
+static bool iod_trusted(struct io_dhcp *w)
+{
+	struct stat st;
+	const char *why = NULL;
+
+	if (lstat(w->dir, &st) < 0)
+		why = errno == ENOENT ? NULL : strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
+		why = "owned by another user";
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		why = "writable by group or others";
+	if (why && !w->untrusted_warned)
+		dg_warn("dhcp", "%s: ignored: %s", w->dir, why);
+	w->untrusted_warned = why != NULL;
+	return why == NULL;
+}
+
 static void iod_read_dir(struct io_dhcp *w)
 {
 	DIR *d;
@@ -285,7 +309,7 @@ static void iod_read_dir(struct io_dhcp *w)
 
 	for (size_t i = 0; i < w->n_src; i++)
 		w->src[i].seen = false;
-	d = opendir(w->dir);
+	d = iod_trusted(w) ? opendir(w->dir) : NULL;
 	if (d) {
 		while ((e = readdir(d)) != NULL) {
 			char ifname[DHCP_DOTS_IFNAME_SIZE];

@@ -16,6 +16,11 @@
  * list; RFC 8973 §4 has discovery re-run then, which here is the client's
  * next lease, written by the hook.
  *
+ * The directory must be owned by root (or the daemon's user) and writable
+ * by nobody else, or it is treated as empty with a warning: whoever writes
+ * it chooses the DOTS servers. Files are opened without following links
+ * and must be regular files of at most DHCP_STATE_MAX octets.
+ *
  * A file that is malformed, or whose options break an RFC 8973 §5 rule, is
  * rejected whole with one warning (group "dhcp") naming the file and the
  * reason, once per distinct content; the source keeps what it had before

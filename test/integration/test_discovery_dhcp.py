@@ -370,3 +370,50 @@ def test_rejects_v6_address_length(ctx):
 def test_rejects_v6_name_unterminated(ctx):
     _rejected(ctx, 6, [(141, b'\x04dots\x07example')],
               'option 141: name not terminated by a root label')
+
+
+def _state_file(path, iface, family, lifetime, opts, acquired=None):
+    lines = ['dotsgw-dhcp 1', f'interface {iface}', f'family {family}',
+             f'acquired {int(time.time()) if acquired is None else acquired}',
+             f'lifetime {lifetime}']
+    lines += [f'option {code} {val.hex()}' for code, val in opts]
+    tmp = path.parent / f'.{path.name}.tmp'
+    tmp.write_text('\n'.join(lines) + '\n')
+    tmp.rename(path)
+
+
+def test_watch_expiry_links_and_trust(ctx):
+    """The watcher alone (no DHCP): a lease leaves the list when it
+    expires; a symlink is not followed; a directory others can write is
+    not trusted."""
+    state = ctx.path('state')
+    watch = start_watch(ctx, state)
+    _state_file(state / 'eth9.v4', 'eth9', 4, 4294967295,
+                [(148, _v4('192.0.2.77'))])
+    ev = expect_list(watch, ['192.0.2.77'], 10)
+    if ev['candidates'][0]['expires'] is not None:
+        raise TestFailure(f'infinite lease with an expiry: {ev}')
+    # Expires 2 s from now: the timer removes it without any file event.
+    _state_file(state / 'eth8.v6', 'eth8', 6, 2, [(142, _v6('2001:db8::8'))])
+    expect_list(watch, ['2001:db8::8', '192.0.2.77'], 10)
+    expect_list(watch, ['192.0.2.77'], 10)
+    # A link to a valid file is refused (O_NOFOLLOW), nothing applied.
+    other = ctx.path('elsewhere.v4')
+    _state_file(other, 'eth7', 4, 600, [(148, _v4('192.0.2.7'))])
+    (state / 'eth7.v4').symlink_to(other)
+    watch.wait_log('eth7.v4: rejected: cannot read', 10)
+    # Interface in the file differing from its name.
+    _state_file(state / 'eth6.v4', 'eth5', 4, 600, [(148, _v4('192.0.2.6'))])
+    watch.wait_log('eth6.v4: rejected: interface or family differs', 10)
+    # Writable by others: treated as empty until fixed.
+    state.chmod(0o777)
+    watch.signal(signal.SIGHUP)
+    expect_list(watch, [], 10)
+    watch.wait_log('ignored: writable by group or others', 10)
+    state.chmod(0o755)
+    watch.signal(signal.SIGHUP)
+    expect_list(watch, ['192.0.2.77'], 10)
+    if any(c['address'] in ('192.0.2.7', '192.0.2.6')
+           for ev in watch.events for c in ev['candidates']):
+        raise TestFailure(f'a refused file was applied: {watch.events}')
+    watch.stop(10)
