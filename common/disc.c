@@ -535,6 +535,16 @@ static void process_srv(struct disc *d, int ni)
 
 static void process_host(struct disc *d, int ni)
 {
+	const struct dquery *q6 = &d->queries[d->nodes[ni].q[0]];
+	const struct dquery *q4 = &d->queries[d->nodes[ni].q[1]];
+
+	/* A target without any address is a zone error worth a line (a
+	 * failed lookup was logged already). */
+	if ((q6->status == DISC_ANS_OK || q6->status == DISC_ANS_NXDOMAIN) &&
+	    (q4->status == DISC_ANS_OK || q4->status == DISC_ANS_NXDOMAIN) &&
+	    q6->n == 0 && q4->n == 0)
+		dg_warn(LOG_GROUP, "%s: no usable A or AAAA record, target ignored",
+			d->nodes[ni].name);
 	for (int k = 0; k < 2; k++) {
 		struct dquery *q = &d->queries[d->nodes[ni].q[k]];
 
@@ -998,7 +1008,8 @@ static int naptr_check(const char *owner, const struct disc_rr *rr, struct crec 
 			(int)(rr->u.naptr.flags_len > 8 ? 8 : rr->u.naptr.flags_len),
 			rr->u.naptr.flags ? rr->u.naptr.flags : "",
 			(int)(s ? (len > 64 ? 64 : len) : 0), s ? s : "",
-			rr->u.naptr.replacement ? rr->u.naptr.replacement : "(none)", why);
+			rr->u.naptr.replacement && rr->u.naptr.replacement[0] ?
+			rr->u.naptr.replacement : ".", why);
 		return -1;
 	}
 	out->a = rr->u.naptr.order;

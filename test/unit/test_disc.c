@@ -538,7 +538,8 @@ static void test_srv_malformed(void **state)
 	assert_logged("service not available here");
 	assert_logged("port 0, refused");
 	assert_logged("invalid target name, refused");
-	assert_int_equal(nwarn, 2);
+	assert_logged("missing.example.net: no usable A or AAAA record, target ignored");
+	assert_int_equal(nwarn, 3);
 	disc_free(d);
 }
 
