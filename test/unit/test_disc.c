@@ -319,6 +319,9 @@ static void test_preference_and_families(void **state)
 	static const struct zrr z[] = {
 		NAPTR("example.net", 60, 10, 20, "a", "DOTS:signal.tcp", "", "h2.example.net"),
 		NAPTR("example.net", 60, 10, 10, "a", "DOTS:signal.udp", "", "h1.example.net"),
+		/* A lower preference does not beat a lower order. */
+		NAPTR("example.net", 60, 11, 1, "a", "DOTS:data.tcp", "", "h3.example.net"),
+		A("h3.example.net", 60, "192.0.2.4"),
 		A("h1.example.net", 60, "192.0.2.1"),
 		AAAA("h1.example.net", 60, "2001:db8::1"),
 		A("h2.example.net", 60, "192.0.2.2"),
@@ -331,11 +334,12 @@ static void test_preference_and_families(void **state)
 
 	(void)state;
 	r = resolve(&f, d, T0);
-	assert_int_equal(r->n, 4);
+	assert_int_equal(r->n, 5);
 	check_cand(&r->c[0], "2001:db8::1", 4646, DISC_SIGNAL_UDP);
 	check_cand(&r->c[1], "192.0.2.1", 4646, DISC_SIGNAL_UDP);
 	check_cand(&r->c[2], "192.0.2.2", 4646, DISC_SIGNAL_TCP);
 	check_cand(&r->c[3], "192.0.2.3", 4646, DISC_SIGNAL_TCP);
+	check_cand(&r->c[4], "192.0.2.4", 443, DISC_DATA_TCP);
 	assert_int_equal(r->c[1].family, 4);
 	disc_free(d);
 }
@@ -364,6 +368,30 @@ static void test_service_field(void **state)
 	assert_int_equal(nwarn, 0);
 	for (unsigned i = 0; i < f.nqueries; i++)
 		assert_null(strstr(f.asked[i], "_sip"));
+	disc_free(d);
+}
+
+/* A non-terminal record's protocol tags narrow what is followed below
+ * it, so the top-level order decides which protocol comes first. */
+static void test_naptr_narrowing(void **state)
+{
+	static const struct zrr z[] = {
+		NAPTR("example.net", 60, 100, 10, "", "DOTS:signal.tcp", "", "s1.example.net"),
+		NAPTR("example.net", 60, 200, 10, "", "DOTS:signal.udp", "", "s1.example.net"),
+		NAPTR("s1.example.net", 60, 100, 10, "a", "DOTS:signal.udp", "", "h.example.net"),
+		NAPTR("s1.example.net", 60, 200, 10, "a", "DOTS:signal.tcp", "", "h.example.net"),
+		AAAA("h.example.net", 60, "2001:db8::1"),
+		END
+	};
+	struct fake f = { .zone = z };
+	struct disc *d = new_disc("example.net", NULL);
+	const struct disc_result *r;
+
+	(void)state;
+	r = resolve(&f, d, T0);
+	assert_int_equal(r->n, 2);
+	check_cand(&r->c[0], "2001:db8::1", 4646, DISC_SIGNAL_TCP);
+	check_cand(&r->c[1], "2001:db8::1", 4646, DISC_SIGNAL_UDP);
 	disc_free(d);
 }
 
@@ -474,17 +502,18 @@ static void test_srv_weights(void **state)
 		SRV("_s._udp.example.net", 60, 10, 10, 3000, "z.example.net"),
 		SRV("_s._udp.example.net", 60, 10, 60, 1000, "x.example.net"),
 		SRV("_s._udp.example.net", 60, 10, 30, 2000, "y.example.net"),
-		SRV("_s._udp.example.net", 60, 10, 0, 5000, "v.example.net"),
-		AAAA("v.example.net", 60, "2001:db8::5"),
+		SRV("_s._udp.example.net", 60, 10, 0, 5000, "zero.example.net"),
+		AAAA("zero.example.net", 60, "2001:db8::5"),
 		AAAA("w.example.net", 60, "2001:db8::4"),
 		AAAA("x.example.net", 60, "2001:db8::1"),
 		AAAA("y.example.net", 60, "2001:db8::2"),
 		AAAA("z.example.net", 60, "2001:db8::3"),
 		END
 	};
-	/* Priority 10, sorted: v(0) x(60) y(30) z(10), running sums 0 60 90
-	 * 100. Draw 75 % 101 = 75 -> y; then v x z (0 60 70): 65 % 71 -> z;
-	 * then v x (0 60): 0 -> v; then x; then priority 20: w. */
+	/* Priority 10, sorted: zero(0) first (RFC 2782), then by name x(60)
+	 * y(30) z(10), running sums 0 60 90 100. Draw 75 % 101 = 75 -> y;
+	 * then zero x z (0 60 70): 65 % 71 -> z; then zero x (0 60): 0 ->
+	 * zero; then x; then priority 20: w. */
 	uint32_t draws[] = { 75, 65, 0, 0, 0, 0, 0 }, *dp = draws;
 	struct disc_params p = { .random = seq_random, .random_arg = &dp };
 	struct fake f = { .zone = z };
@@ -992,6 +1021,7 @@ int main(void)
 		cmocka_unit_test_setup(test_table1_answer_order, setup),
 		cmocka_unit_test_setup(test_preference_and_families, setup),
 		cmocka_unit_test_setup(test_service_field, setup),
+		cmocka_unit_test_setup(test_naptr_narrowing, setup),
 		cmocka_unit_test_setup(test_transport_filter, setup),
 		cmocka_unit_test_setup(test_naptr_malformed, setup),
 		cmocka_unit_test_setup(test_naptr_chains, setup),
