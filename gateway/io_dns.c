@@ -6,6 +6,7 @@
 #include <ares.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define LOG_GROUP "dns"
 #define SOCKS_MAX 16
@@ -546,9 +547,22 @@ static void disc_pump(struct io_dns_disc *h)
 	arm_ares_timer(h->io);
 }
 
+/* RFC 2782's draw wants different gateways to spread over equal-weight
+ * servers: an unseeded random(3) would draw the same in every process. */
+static uint32_t draw_random(void *arg)
+{
+	uint32_t v;
+
+	(void)arg;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+		v = (uint32_t)random();
+	return v;
+}
+
 int io_dns_discover(struct io_dns *io, const char *domain, const struct disc_params *p,
 		    io_dns_cb cb, void *arg, struct io_dns_disc **out)
 {
+	struct disc_params dp = { 0 };
 	struct io_dns_disc *h;
 	int rc;
 
@@ -557,7 +571,11 @@ int io_dns_discover(struct io_dns *io, const char *domain, const struct disc_par
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return DG_ENOMEM;
-	rc = disc_new(domain, p, &h->disc);
+	if (p)
+		dp = *p;
+	if (!dp.random)
+		dp.random = draw_random;
+	rc = disc_new(domain, &dp, &h->disc);
 	if (rc) {
 		free(h);
 		return rc;

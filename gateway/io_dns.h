@@ -56,9 +56,10 @@ int io_dns_new(uv_loop_t *loop, const struct io_dns_opts *o, struct io_dns **out
  * and handles; the memory goes when libuv has closed them. */
 void io_dns_close(struct io_dns *io);
 
-/* Starts discovering domain (disc_new rules); p as for disc_new, its
- * random source defaults to random(3). Returns 0, DG_EINVAL or DG_ENOMEM;
- * on error cb is never called. */
+/* Starts discovering domain (disc_new rules); p as for disc_new (NULL:
+ * defaults), its random source defaulting to getrandom(2). The first run
+ * starts at once. Returns 0, DG_EINVAL or DG_ENOMEM; on error cb is never
+ * called. */
 int io_dns_discover(struct io_dns *io, const char *domain, const struct disc_params *p,
 		    io_dns_cb cb, void *arg, struct io_dns_disc **out);
 

@@ -196,6 +196,7 @@ def test_malformed_records(ctx):
                'only the good path')
     for needle in (
             'non-empty regexp',
+            'NAPTR 15 10 "s" "DOTS:signal.udp" -> . refused: empty replacement',
             'flag unknown to S-NAPTR',
             'terminal record without a protocol tag',
             'SRV 0 0 0 a.bad.example.net: port 0, refused',
