@@ -21,7 +21,7 @@ from harness import Skip, TestFailure
 TIMEOUT = 60
 DATA = Path(__file__).resolve().parent / 'data' / 'discovery'
 ZONES = ('example.net', 'bad.example.net', 'dnssd.example.net',
-         'ttl.example.net')
+         'ttl.example.net', 'big.example.net')
 
 
 def knotd_path():
@@ -208,6 +208,16 @@ def test_malformed_records(ctx):
             raise TestFailure(f'no log line with {needle!r}:\n{err}')
     if end['status'] != 'ok':
         raise TestFailure(f'closing line: {end}')
+
+
+def test_truncated_answer_over_tcp(ctx):
+    """A NAPTR answer of about 1.3 KB is truncated over UDP; c-ares asks
+    again over TCP, whose socket io_dns watches for writing (connect) and
+    reading; all 30 servers come out in NAPTR order."""
+    knot = Knot(ctx)
+    cands, _, _ = discover(ctx, knot, 'big.example.net')
+    check_rows(rows(cands), [('udp', f'127.0.1.{i}', 4646, 'signal.udp')
+                             for i in range(1, 31)], '30 servers')
 
 
 def test_failure_waits(ctx):
