@@ -821,9 +821,8 @@ static void advance(struct disc *d, dg_time_ms now)
 	if (!d->busy || run_pending(d))
 		return;
 	if ((d->p.mechanisms & DISC_MECH_DNSSD) && !d->dnssd_done) {
-		d->res.n = 0;
-		emit(d, -1, 0);
-		if (d->res.n == 0) {
+		/* Every address kept so far is one of S-NAPTR's. */
+		if (d->naddrs == 0) {
 			/* RFC 8973 §4, §6: S-NAPTR gave nothing, next mechanism. */
 			if (d->p.mechanisms & DISC_MECH_NAPTR)
 				dg_info(LOG_GROUP, "%s: no S-NAPTR result, trying DNS-SD", d->domain);
