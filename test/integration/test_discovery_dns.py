@@ -1,5 +1,5 @@
 """RFC 8973 DNS discovery: dotsgw-discover against a real authoritative
-server (Knot DNS, Debian package knot) on 127.0.0.1.
+server (Knot DNS, Debian package knot) on 127.0.0.1 (and ::1).
 
 The zones are in data/discovery/: RFC 8973 Figures 8 and 10 with loopback
 addresses (a.example.net is ::1, b.example.net is 127.0.0.2), a zone of
@@ -7,7 +7,8 @@ hostile records, a DNS-SD-only zone and a short-TTL zone. Knot was chosen
 over NSD because it is ready in about 50 ms against NSD's 200 ms, runs
 without privileges on any port, and reloads a changed zone on SIGHUP.
 
-Skipped only when knotd is not installed.
+Skipped only when knotd is not installed (and the IPv6 resolver test
+when there is no IPv6 loopback).
 """
 
 import json
@@ -16,7 +17,9 @@ import shutil
 import signal
 from pathlib import Path
 
-from harness import Skip, TestFailure
+import socket
+
+from harness import Skip, TestFailure, host_port
 
 TIMEOUT = 60
 DATA = Path(__file__).resolve().parent / 'data' / 'discovery'
@@ -35,11 +38,12 @@ def knotd_path():
 class Knot:
     """knotd serving ZONES from ctx.tmp/knot on 127.0.0.1:port."""
 
-    def __init__(self, ctx, subst=None):
+    def __init__(self, ctx, subst=None, host='127.0.0.1'):
         self.ctx = ctx
+        self.host = host
         self.dir = ctx.path('knot')
         self.dir.mkdir()
-        self.port = ctx.free_port()
+        self.port = ctx.free_port(host)
         self.serial = 1
         self.subst = {'PORT': 4801, **(subst or {})}
         for zone in ZONES:
@@ -47,7 +51,7 @@ class Knot:
         conf = self.dir / 'knot.conf'
         lines = [
             'server:',
-            f'    listen: 127.0.0.1@{self.port}',
+            f'    listen: {host}@{self.port}',
             f'    rundir: {self.dir}',
             '    background-workers: 1',
             '    udp-workers: 1',
@@ -93,7 +97,7 @@ class Knot:
 
     @property
     def server(self):
-        return f'127.0.0.1:{self.port}'
+        return host_port(self.host, self.port)
 
 
 def discover(ctx, knot, domain, *extra, expect_rc=0):
@@ -218,6 +222,22 @@ def test_truncated_answer_over_tcp(ctx):
     cands, _, _ = discover(ctx, knot, 'big.example.net')
     check_rows(rows(cands), [('udp', f'127.0.1.{i}', 4646, 'signal.udp')
                              for i in range(1, 31)], '30 servers')
+
+
+def test_ipv6_resolver(ctx):
+    """The resolver given as [::1]:PORT (ares_set_servers_ports_csv)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(('::1', 0))
+    except OSError as e:
+        raise Skip(f'no IPv6 loopback: {e}')
+    knot = Knot(ctx, host='::1')
+    if not knot.server.startswith('[::1]:'):
+        raise TestFailure(f'server {knot.server}')
+    cands, _, _ = discover(ctx, knot, 'example.net', '--transports',
+                           'signal.udp')
+    check_rows(rows(cands), [('udp', '::1', 5000, 'signal.udp')],
+               'over IPv6')
 
 
 def test_failure_waits(ctx):
