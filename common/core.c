@@ -170,6 +170,10 @@ struct up_sess {
 	size_t nqueued;
 	uint32_t gen;
 	dg_time_ms ready_since; /* last became UP_READY (introspection) */
+	/* A discovered upstream: the candidate tried (index in its list). */
+	bool has_tgt;
+	size_t cand;
+	struct core_target tgt;
 };
 
 struct core {
@@ -188,6 +192,9 @@ struct core {
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
 	size_t heap_n, heap_cap;
+	/* Discovered upstreams' candidates, by upstream name (RFC 8973). */
+	struct core_tlist **tlists;
+	size_t ntlists;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -1064,6 +1071,51 @@ static void up_set_state(struct up_sess *u, enum up_state st)
 	u->state = st;
 }
 
+/* ---- discovered upstreams: the candidate a session tries ----------------------------- */
+
+struct core_tlist {
+	char name[65];
+	size_t n;
+	struct core_target t[CORE_TARGETS_MAX];
+};
+
+static struct core_tlist *tlist_find(const struct core *c, const char *name)
+{
+	for (size_t i = 0; name && i < c->ntlists; i++)
+		if (strcmp(c->tlists[i]->name, name) == 0)
+			return c->tlists[i];
+	return NULL;
+}
+
+static bool target_same(const struct core_target *a, const struct core_target *b)
+{
+	return strcmp(a->address, b->address) == 0 && a->port == b->port &&
+	       a->transport == b->transport && strcmp(a->ref_id, b->ref_id) == 0;
+}
+
+/* UP_OPEN of a discovered upstream goes to its current candidate. */
+static void up_target_fill(struct core *c, struct up_sess *u,
+			   struct core_action *a)
+{
+	const struct core_tlist *l = tlist_find(c, u->cfg->name);
+
+	u->has_tgt = l && l->n;
+	if (!u->has_tgt) {
+		u->cand = 0;
+		u->reliable = gw_transport_reliable(u->cfg->transport);
+		return;
+	}
+	if (u->cand >= l->n)
+		u->cand = 0;
+	u->tgt = l->t[u->cand];
+	u->reliable = gw_transport_reliable(u->tgt.transport);
+	a->has_target = true;
+	a->target = u->tgt;
+	dg_info(LOG_UP, "[%s] candidate %zu/%zu: %s port %u (%s)", up_name(u),
+		u->cand + 1, l->n, u->tgt.address, u->tgt.port,
+		u->reliable ? "stream" : "datagram");
+}
+
 static void up_open(struct core *c, struct up_sess *u, dg_time_ms now,
 		    struct core_actions *out)
 {
@@ -1073,6 +1125,7 @@ static void up_open(struct core *c, struct up_sess *u, dg_time_ms now,
 		return;
 	a->up_id = u->id;
 	a->upstream = u->cfg;
+	up_target_fill(c, u, a);
 	up_set_state(u, UP_CONNECTING);
 	u->connect_deadline = now + CONNECT_TIMEOUT_MS;
 	u->missed_hb = 0;
@@ -1136,10 +1189,39 @@ static void up_fail_requests(struct core *c, struct up_sess *u,
 	}
 }
 
+/*
+ * A session to a discovered upstream that could not be established tries
+ * the next candidate at once (RFC 8973 §4 order; a sequential form of
+ * RFC 9132 §4.3's happy eyeballs). Returns whether it did; otherwise the
+ * next attempt starts from the first candidate again.
+ */
+static bool up_try_next(struct core *c, struct up_sess *u, const char *why,
+			dg_time_ms now, struct core_actions *out)
+{
+	const struct core_tlist *l = u->has_tgt ? tlist_find(c, u->cfg->name) : NULL;
+	struct core_action *a;
+
+	if (!l || (u->state != UP_CONNECTING && u->state != UP_CONFIGURING) ||
+	    u->cand + 1 >= l->n) {
+		u->cand = 0;
+		return false;
+	}
+	dg_warn(LOG_UP, "[%s] %s port %u: %s; trying the next candidate",
+		up_name(u), u->tgt.address, u->tgt.port, why);
+	if ((a = act_push(out, CORE_ACT_UP_CLOSE)))
+		a->up_id = u->id;
+	u->cand++;
+	up_open(c, u, now, out);
+	return true;
+}
+
 static void up_down(struct core *c, struct up_sess *u, const char *why,
 		    dg_time_ms now, struct core_actions *out)
 {
 	struct core_action *a;
+
+	if (up_try_next(c, u, why, now, out))
+		return;
 
 	dg_warn(LOG_UP, "[%s] session down (%s); reconnecting in %" PRIu32 " s",
 		up_name(u), why, u->backoff_s);
@@ -1390,6 +1472,9 @@ void core_free(struct core *c)
 		free(c->clients[i]);
 	}
 	gw_own_free_all(c);
+	for (size_t i = 0; i < c->ntlists; i++)
+		free(c->tlists[i]);
+	free(c->tlists);
 	hmap_free(&c->up);
 	hmap_free(&c->reqs);
 	hmap_free(&c->mitigs);
@@ -2958,6 +3043,7 @@ void core_foreach_up_session(const struct core *c, core_up_view_fn fn,
 			.heartbeat_interval = p->heartbeat_interval,
 			.missing_hb_allowed = p->missing_hb_allowed,
 			.missed_hb = u->missed_hb,
+			.target = u->has_tgt ? &u->tgt : NULL,
 		};
 		for (const struct up_req *r = u->reqs; r; r = r->next)
 			v.pending++;
@@ -3000,4 +3086,91 @@ void core_foreach_mitigation(const struct core *c, const char *client,
 			}
 		}
 	}
+}
+
+/* ---- discovered upstreams (RFC 8973) ------------------------------------------------------ */
+
+static bool tlist_same(const struct core_tlist *l, const struct core_target *t,
+		       size_t n)
+{
+	if ((l ? l->n : 0) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!target_same(&l->t[i], &t[i]))
+			return false;
+	return true;
+}
+
+int core_upstream_retarget(struct core *c, const char *upstream,
+			   const struct core_target *t, size_t n, dg_time_ms now,
+			   struct core_actions *out, size_t *rehomed)
+{
+	struct core_tlist *l = tlist_find(c, upstream), **v;
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *node;
+	uint64_t *ids;
+	size_t nids = 0;
+
+	*rehomed = 0;
+	if (!upstream || strlen(upstream) >= sizeof(l->name) || n > CORE_TARGETS_MAX ||
+	    (n && !t) || !upstream_by_name(c->cfg, upstream))
+		return DG_EINVAL;
+	if (tlist_same(l, t, n))
+		return 0;
+	if (!(ids = calloc(c->up.count ? c->up.count : 1, sizeof(*ids))))
+		return DG_ENOMEM;
+	if (!l) {
+		if (!(v = realloc(c->tlists, (c->ntlists + 1) * sizeof(*v))) ||
+		    !(l = calloc(1, sizeof(*l)))) {
+			if (v)
+				c->tlists = v;
+			free(ids);
+			return DG_ENOMEM;
+		}
+		c->tlists = v;
+		snprintf(l->name, sizeof(l->name), "%s", upstream);
+		c->tlists[c->ntlists++] = l;
+	}
+	for (size_t i = 0; i < n; i++)
+		l->t[i] = t[i];
+	l->n = n;
+	dg_info(LOG_CORE, "upstream %s: %zu candidate(s)%s%s", upstream, n,
+		n ? ", first " : "", n ? t[0].address : "");
+	while ((node = hmap_iter_next(&c->up, &it))) {
+		struct up_sess *u = hmap_entry(node, struct up_sess, node);
+		if (strcmp(u->cfg->name, upstream) == 0)
+			ids[nids++] = u->id;
+	}
+	/* Sessions are collected first: re-homing frees and creates them. */
+	for (size_t k = 0; k < nids; k++) {
+		struct up_sess *u = up_find(c, ids[k]);
+		struct core_action *a;
+		size_t i;
+
+		if (!u)
+			continue;
+		for (i = 0; u->has_tgt && i < n; i++)
+			if (target_same(&u->tgt, &t[i]))
+				break;
+		if ((u->state == UP_READY || u->state == UP_CONFIGURING) &&
+		    u->has_tgt && i < n) {
+			u->cand = i; /* still offered: the session stays */
+			continue;
+		}
+		if (u->state == UP_READY || u->state == UP_CONFIGURING) {
+			/* RFC 8973 §4: the server in use is no longer offered:
+			 * move the client and its mitigations to the first. */
+			client_rehome(c, u->owner, now, out);
+			++*rehomed;
+			continue;
+		}
+		/* Connecting or waiting to reconnect: start over at the
+		 * first candidate of the new list now. */
+		if (u->state == UP_CONNECTING && (a = act_push(out, CORE_ACT_UP_CLOSE)))
+			a->up_id = u->id;
+		u->cand = 0;
+		up_open(c, u, now, out);
+	}
+	free(ids);
+	return 0;
 }

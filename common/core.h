@@ -93,6 +93,16 @@ enum core_act_type {
 	CORE_ACT_UP_SEND,    /* send msg on upstream session up_id */
 };
 
+/* Where a discovered upstream is reached (RFC 8973): one candidate of the
+ * ordered list io hands to core_upstream_retarget(). */
+#define CORE_TARGETS_MAX 32
+struct core_target {
+	char address[64];   /* numeric address, or a host name to resolve */
+	uint16_t port;
+	int transport;      /* GW_TR_* */
+	char ref_id[254];   /* reference identifier (RFC 8973 §8.2); "": none */
+};
+
 struct core_action {
 	enum core_act_type type;
 	/* UP_CLOSE: the core forgot up_id for good (no reconnection will
@@ -100,6 +110,10 @@ struct core_action {
 	bool final;
 	uint64_t dn_sid, req_id, up_id;
 	const struct gw_upstream *upstream;
+	/* UP_OPEN of a discovered upstream: connect here rather than to the
+	 * upstream's configured address, port and transport. */
+	bool has_target;
+	struct core_target target;
 	struct core_msg msg;
 };
 
@@ -276,6 +290,7 @@ struct core_up_view {
 	uint32_t missing_hb_allowed;
 	uint32_t missed_hb;       /* heartbeats unanswered in a row */
 	size_t pending;           /* requests sent or queued on it */
+	const struct core_target *target; /* discovered; NULL: configured */
 };
 
 struct core_mitig_view {
@@ -305,5 +320,25 @@ void core_foreach_up_session(const struct core *c, core_up_view_fn fn,
 /* client: only the mitigations of the client of that name; NULL: all. */
 void core_foreach_mitigation(const struct core *c, const char *client,
 			     dg_time_ms now, core_mitig_view_fn fn, void *arg);
+
+/* ---- discovered upstreams (RFC 8973) ----------------------------------------- */
+
+/*
+ * Sets the ordered candidates (t[0..n), at most CORE_TARGETS_MAX; n = 0:
+ * none, the configured address is used again) for the upstream named
+ * upstream. The core keeps them (never the configuration structs) and
+ * every session to that upstream uses them: it opens to the first
+ * candidate, and when one cannot be established (connection failed,
+ * handshake timeout, or lost before PUT /config was answered) it tries the
+ * next at once; after the last, the usual backoff, then from the first
+ * again. When the list changes, a ready session whose candidate is still
+ * listed stays; any other is re-homed to the first candidate (its active
+ * mitigations installed there again, as after a reload). *rehomed counts
+ * the sessions moved. Returns 0, DG_EINVAL (n too large, no such name) or
+ * DG_ENOMEM (nothing changed).
+ */
+int core_upstream_retarget(struct core *c, const char *upstream,
+			   const struct core_target *t, size_t n, dg_time_ms now,
+			   struct core_actions *out, size_t *rehomed);
 
 #endif

@@ -1432,6 +1432,178 @@ static void test_drain_redirects_observers_and_requests(void **state)
 	f->cfg.drain = (struct gw_drain){ 0 };
 }
 
+/* ---- discovered upstreams (RFC 8973): core_upstream_retarget ----------------- */
+
+static struct core_target tgt(const char *addr, uint16_t port, int transport)
+{
+	struct core_target t;
+
+	memset(&t, 0, sizeof(t));
+	snprintf(t.address, sizeof(t.address), "%s", addr);
+	t.port = port;
+	t.transport = transport;
+	snprintf(t.ref_id, sizeof(t.ref_id), "example.net");
+	return t;
+}
+
+static void retarget(struct fix *f, const struct core_target *t, size_t n,
+		     size_t want_rehomed)
+{
+	size_t rehomed = 99;
+
+	assert_int_equal(core_upstream_retarget(f->core, "provider", t, n, f->now,
+						&f->out, &rehomed), 0);
+	assert_int_equal(rehomed, want_rehomed);
+}
+
+/* Connects up_id and answers its PUT /config: the session is ready. */
+static void up_confirm(struct fix *f, uint64_t up_id)
+{
+	core_on_up_event(f->core, up_id, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/config/");
+	assert_non_null(put);
+	struct core_action copy = *put;
+	clear(f);
+	up_answer(f, &copy, 201, NULL, -1, up_id);
+}
+
+static void test_discovered_target_in_up_open_and_next_on_failure(void **state)
+{
+	struct fix *f = *state;
+	struct core_target t[3] = { tgt("::1", 5000, GW_TR_DTLS),
+				    tgt("::1", 5001, GW_TR_TLS),
+				    tgt("127.0.0.2", 4646, GW_TR_DTLS) };
+	struct core_dn_info info = { CORE_TR_DTLS, &f->cl[0], "cdid", "127.0.0.1" };
+
+	retarget(f, t, 3, 0);
+	assert_int_equal(f->out.n, 0); /* no session: nothing to do */
+	assert_int_equal(core_on_dn_session(f->core, 1, &info, f->now, &f->out), 0);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	uint64_t up = open->up_id;
+	assert_true(open->has_target);
+	assert_string_equal(open->target.address, "::1");
+	assert_int_equal(open->target.port, 5000);
+	assert_int_equal(open->target.transport, GW_TR_DTLS);
+	assert_string_equal(open->target.ref_id, "example.net");
+	/* The configuration is not touched. */
+	assert_string_equal(f->up.address, "127.0.0.1");
+	clear(f);
+	/* Handshake failure: the next candidate at once, same session. */
+	core_on_up_event(f->core, up, CORE_UP_FAILED, f->now, &f->out);
+	open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	assert_int_equal(open->up_id, up);
+	assert_int_equal(open->target.port, 5001);
+	assert_int_equal(open->target.transport, GW_TR_TLS);
+	clear(f);
+	/* Handshake timeout: the third. */
+	open = NULL;
+	for (int i = 0; i < 30 && !open; i++) {
+		f->now += 1000;
+		core_on_expiry(f->core, f->now, &f->out);
+		open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+		if (!open)
+			clear(f);
+	}
+	assert_non_null(open);
+	assert_string_equal(open->target.address, "127.0.0.2");
+	clear(f);
+	/* The last failed: backoff, then the first again. */
+	core_on_up_event(f->core, up, CORE_UP_FAILED, f->now, &f->out);
+	assert_null(find_act(f, CORE_ACT_UP_OPEN, NULL));
+	clear(f);
+	open = NULL;
+	for (int i = 0; i < 30 && !open; i++) {
+		f->now += 500;
+		core_on_expiry(f->core, f->now, &f->out);
+		open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+		if (!open)
+			clear(f);
+	}
+	assert_non_null(open);
+	assert_int_equal(open->target.port, 5000);
+	clear(f);
+	up_confirm(f, up);
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.up_ready, 1);
+}
+
+static void test_new_list_rehomes_mitigations_when_server_gone(void **state)
+{
+	struct fix *f = *state;
+	struct core_target a = tgt("127.0.0.2", 4646, GW_TR_DTLS);
+	struct core_target b = tgt("127.0.0.3", 4646, GW_TR_DTLS);
+	struct core_target ab[2] = { a, b }, ba[2] = { b, a };
+
+	retarget(f, &a, 1, 0);
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	/* Same list, or the server in use still offered (even second): stays. */
+	retarget(f, &a, 1, 0);
+	retarget(f, ba, 2, 0);
+	assert_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	assert_null(find_act(f, CORE_ACT_UP_OPEN, NULL));
+	retarget(f, ab, 2, 0);
+	/* a is gone: the session closes, a new one opens to b. */
+	retarget(f, &b, 1, 1);
+	assert_null(find_act(f, CORE_ACT_DN_CLOSE, NULL));
+	struct core_action *uc = find_act(f, CORE_ACT_UP_CLOSE, NULL);
+	assert_non_null(uc);
+	assert_int_equal(uc->up_id, up);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	uint64_t up2 = open->up_id;
+	assert_int_not_equal(up2, up);
+	assert_string_equal(open->target.address, "127.0.0.3");
+	clear(f);
+	up_confirm(f, up2);
+	struct core_action *again = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=3");
+	assert_non_null(again);
+	assert_int_equal(again->up_id, up2);
+	assert_int_equal(again->msg.code, CORE_PUT);
+	clear(f);
+	/* An empty list: back to the configured address. */
+	retarget(f, NULL, 0, 1);
+	open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	assert_false(open->has_target);
+}
+
+static void test_list_while_waiting_opens_at_once(void **state)
+{
+	struct fix *f = *state;
+	struct core_target a = tgt("127.0.0.2", 4646, GW_TR_DTLS);
+	struct core_dn_info info = { CORE_TR_DTLS, &f->cl[0], "cdid", "127.0.0.1" };
+	size_t rehomed;
+
+	/* Before discovery answered: no target, io fails the open. */
+	assert_int_equal(core_on_dn_session(f->core, 1, &info, f->now, &f->out), 0);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	assert_false(open->has_target);
+	uint64_t up = open->up_id;
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_FAILED, f->now, &f->out);
+	assert_null(find_act(f, CORE_ACT_UP_OPEN, NULL));
+	clear(f);
+	/* The list arrives during the backoff: no waiting for it. */
+	retarget(f, &a, 1, 0);
+	open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	assert_int_equal(open->up_id, up);
+	assert_true(open->has_target);
+	clear(f);
+	/* Refusals change nothing. */
+	assert_int_equal(core_upstream_retarget(f->core, "nosuch", &a, 1, f->now,
+						&f->out, &rehomed), DG_EINVAL);
+	assert_int_equal(core_upstream_retarget(f->core, "provider", &a,
+						CORE_TARGETS_MAX + 1, f->now,
+						&f->out, &rehomed), DG_EINVAL);
+	assert_int_equal(f->out.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1463,6 +1635,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reload_narrowed_scope_applies_to_next_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_removed_client_closed_others_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_changed_upstream_rehomes_mitigations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discovered_target_in_up_open_and_next_on_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_list_rehomes_mitigations_when_server_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_while_waiting_opens_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_changed_credential_closes_sessions_keeps_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_request_and_withdraw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_request_refusals_change_nothing, setup, teardown),
