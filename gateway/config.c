@@ -91,6 +91,8 @@ static const char *cf_check_host(const char *v);
 static const char *cf_check_dns(const char *v);
 static const char *cf_check_abs_path(const char *v);
 static const char *cf_check_mode(const char *v);
+static const char *cf_check_resolver(const char *v);
+static const char *cf_check_disc_transport(const char *v);
 
 static const struct cf_enum cf_modes[] = {
 	{ "map", GW_MODE_MAP },
@@ -223,7 +225,7 @@ static const struct cf_key cf_upstream_keys[] = {
 	{ "name", CF_STRING, CF_FIELD(struct gw_upstream, name), .flags = CF_REQUIRED,
 	  .lo = 1, .hi = 64, .check = cf_check_visible },
 	{ "address", CF_STRING, CF_FIELD(struct gw_upstream, address),
-	  .flags = CF_REQUIRED, .lo = 1, .hi = 253, .check = cf_check_host },
+	  .lo = 1, .hi = 253, .check = cf_check_host },
 	{ "port", CF_INT, CF_FIELD(struct gw_upstream, port),
 	  .lo = 1, .hi = 65535, .def = 4646 },
 	{ "transport", CF_ENUM, CF_FIELD(struct gw_upstream, transport),
@@ -245,6 +247,26 @@ static const struct cf_key cf_upstream_keys[] = {
 	  .lo = 1, .hi = 86400, .def = 60 },
 	{ "reconnect-max", CF_INT, CF_FIELD(struct gw_upstream, reconnect_max),
 	  .lo = 1, .hi = 86400, .def = 300 },
+	{ .name = "discovery", .type = CF_SECTION },
+};
+
+/* RFC 8973: where the upstream's servers are discovered. */
+static const struct cf_key cf_discovery_keys[] = {
+	{ "domain", CF_STRING, CF_FIELD(struct gw_discovery, domain),
+	  .lo = 1, .hi = 253, .check = cf_check_dns },
+	{ "dhcp", CF_BOOL, CF_FIELD(struct gw_discovery, dhcp), .def = false },
+	{ "dhcp-dir", CF_STRING, CF_FIELD(struct gw_discovery, dhcp_dir),
+	  .lo = 1, .hi = 4095, .sdef = "/run/dotsgw/dhcp", .check = cf_check_abs_path },
+	{ "dns", CF_BOOL, CF_FIELD(struct gw_discovery, dns), .def = true },
+	{ "resolver", CF_STRING, CF_FIELD(struct gw_discovery, resolver),
+	  .lo = 2, .hi = 53, .check = cf_check_resolver },
+	{ "transports", CF_STRLIST, CF_FIELD(struct gw_discovery, transports),
+	  CF_COUNT(struct gw_discovery, ntransports), .lo = 3, .hi = 3,
+	  .check = cf_check_disc_transport },
+	/* RFC 8973 §4: discovery runs again when a TTL expires; a floor
+	 * keeps a zone with tiny TTLs from driving a query storm. */
+	{ "ttl-min", CF_INT, CF_FIELD(struct gw_discovery, ttl_min),
+	  .lo = 1, .hi = 86400, .def = 30 },
 };
 
 /* sun_path holds 108 bytes with the terminating NUL (unix(7)). */
@@ -268,6 +290,7 @@ CF_MASK_OK(cf_listen_keys);
 CF_MASK_OK(cf_client_keys);
 CF_MASK_OK(cf_upstream_keys);
 CF_MASK_OK(cf_control_keys);
+CF_MASK_OK(cf_discovery_keys);
 
 struct cf_err {
 	char *text;
@@ -434,6 +457,50 @@ static const char *cf_check_visible(const char *v)
 		if (*v <= 0x20 || *v >= 0x7f)
 			return "must be printable ASCII without spaces";
 	return NULL;
+}
+
+/* A resolver for discovery: "IP", "IPv4:PORT" or "[IPv6]:PORT". */
+static const char *cf_check_resolver(const char *v)
+{
+	char host[64];
+	const char *port = NULL, *end;
+	unsigned long p;
+	uint8_t a[16];
+	size_t n;
+
+	if (v[0] == '[') {
+		if (!(end = strchr(v, ']')) || (end[1] != ':' && end[1] != '\0'))
+			return "not IP, IPv4:PORT or [IPv6]:PORT";
+		n = (size_t)(end - v - 1);
+		port = end[1] ? end + 2 : NULL;
+		v++;
+	} else if ((end = strchr(v, ':')) && !strchr(end + 1, ':')) {
+		n = (size_t)(end - v);
+		port = end + 1;
+	} else {
+		n = strlen(v);
+	}
+	if (n >= sizeof(host))
+		return "address too long";
+	memcpy(host, v, n);
+	host[n] = '\0';
+	if (inet_pton(AF_INET, host, a) != 1 && inet_pton(AF_INET6, host, a) != 1)
+		return "not a numeric IPv4 or IPv6 address (with an optional :PORT)";
+	if (port) {
+		char *e;
+		if (!*port || *port < '0' || *port > '9')
+			return "bad port";
+		p = strtoul(port, &e, 10);
+		if (*e || p < 1 || p > 65535)
+			return "port not in 1..65535";
+	}
+	return NULL;
+}
+
+static const char *cf_check_disc_transport(const char *v)
+{
+	return strcmp(v, "udp") == 0 || strcmp(v, "tcp") == 0 ? NULL :
+	       "not \"udp\" (signal.udp) or \"tcp\" (signal.tcp)";
 }
 
 static const char *cf_check_ip(const char *v)
@@ -1255,6 +1322,65 @@ static void cf_control(struct cf_ctx *c, const config_setting_t *root)
 		       cf_echo(cfg->control_group, e));
 }
 
+/*
+ * upstreams[].discovery. RFC 8973 §4 orders the sources: an explicit
+ * address first, then DHCP, then S-NAPTR, then DNS-SD; the group may come
+ * instead of or besides address.
+ */
+static void cf_discovery(struct cf_ctx *c, const config_setting_t *g,
+			 const char *where, struct gw_upstream *u)
+{
+	struct gw_discovery *d = &u->discovery;
+	const config_setting_t *dg;
+	char dwhere[136], key[224];
+	uint64_t bad;
+
+	cf_key_path(dwhere, sizeof(dwhere), where, "discovery");
+	dg = cf_group(c, cf_member(g, "discovery"), dwhere);
+	if (!dg) {
+		cf_defaults(c, cf_discovery_keys, CF_NKEYS(cf_discovery_keys), d);
+		if (!cf_member(g, "address") && !cf_member(g, "discovery")) {
+			cf_key_path(key, sizeof(key), where, "address");
+			cf_err(c, g, key, "missing (give it, or a discovery group)");
+		}
+		return;
+	}
+	d->enabled = true;
+	bad = cf_apply(c, dg, dwhere, cf_discovery_keys, CF_NKEYS(cf_discovery_keys), d);
+	if (!d->dns && !d->dhcp)
+		cf_err(c, dg, dwhere, "enable dns or dhcp (or both)");
+	if (d->dns && !d->domain &&
+	    !cf_refused(cf_discovery_keys, CF_NKEYS(cf_discovery_keys), bad, "domain")) {
+		cf_key_path(key, sizeof(key), dwhere, "domain");
+		cf_err(c, dg, key, "missing: dns discovery needs the domain");
+	}
+	if (!d->dns && cf_member(dg, "resolver")) {
+		cf_key_path(key, sizeof(key), dwhere, "resolver");
+		cf_err(c, cf_member(dg, "resolver"), key, "only with dns = true");
+	}
+	if (!d->dhcp && cf_member(dg, "dhcp-dir")) {
+		cf_key_path(key, sizeof(key), dwhere, "dhcp-dir");
+		cf_err(c, cf_member(dg, "dhcp-dir"), key, "only with dhcp = true");
+	}
+	d->transport_mask = 0;
+	for (size_t i = 0; i < d->ntransports; i++) {
+		unsigned bit = strcmp(d->transports[i], "udp") == 0 ? GW_DISC_UDP : GW_DISC_TCP;
+		if (d->transport_mask & bit) {
+			cf_key_path(key, sizeof(key), dwhere, "transports");
+			cf_err(c, cf_member(dg, "transports"), key, "\"%s\" listed twice",
+			       d->transports[i]);
+		}
+		d->transport_mask |= bit;
+	}
+	if (cf_member(dg, "transports") && !d->ntransports &&
+	    !cf_refused(cf_discovery_keys, CF_NKEYS(cf_discovery_keys), bad, "transports")) {
+		cf_key_path(key, sizeof(key), dwhere, "transports");
+		cf_err(c, cf_member(dg, "transports"), key, "empty");
+	}
+	if (!cf_member(dg, "transports"))
+		d->transport_mask = GW_DISC_UDP | GW_DISC_TCP;
+}
+
 static void cf_upstreams(struct cf_ctx *c, const config_setting_t *root)
 {
 	struct gw_config *cfg = c->cfg;
@@ -1292,6 +1418,7 @@ static void cf_upstreams(struct cf_ctx *c, const config_setting_t *root)
 				break;
 			}
 		}
+		cf_discovery(c, g, where, u);
 		cf_plain_ok(c, g, where, u->transport);
 		cf_pair(c, g, where, "psk-identity", "psk-key");
 		cf_pair(c, g, where, "cert", "key");
@@ -1525,6 +1652,12 @@ void config_free(struct gw_config *cfg)
 		free(u->address);
 		cf_free_cred(&u->cred);
 		free(u->server_name);
+		free(u->discovery.domain);
+		free(u->discovery.dhcp_dir);
+		free(u->discovery.resolver);
+		for (size_t k = 0; u->discovery.transports && k < u->discovery.ntransports; k++)
+			free(u->discovery.transports[k]);
+		free(u->discovery.transports);
 	}
 	free(cfg->upstreams);
 	free(cfg->control_socket);

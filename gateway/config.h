@@ -101,9 +101,24 @@ struct gw_client {
 	int line;
 };
 
+/* upstreams[].discovery: RFC 8973 discovery of the upstream's servers. */
+struct gw_discovery {
+	bool enabled;          /* the group is present */
+	char *domain;          /* S-NAPTR/DNS-SD; reference identifier (§8.2) */
+	bool dhcp;             /* the DHCP hooks' state directory (§5) */
+	char *dhcp_dir;
+	bool dns;              /* S-NAPTR, then DNS-SD (§6, §7) */
+	char *resolver;        /* "IP", "IP:PORT", "[IPv6]:PORT"; NULL: system's */
+	char **transports; size_t ntransports;
+	unsigned transport_mask; /* GW_DISC_UDP | GW_DISC_TCP */
+	uint32_t ttl_min;      /* s, floor of DNS TTLs */
+};
+#define GW_DISC_UDP 1u     /* signal.udp: DTLS (udp when plain) */
+#define GW_DISC_TCP 2u     /* signal.tcp: TLS (tcp when plain) */
+
 struct gw_upstream {
 	char *name;
-	char *address;         /* numeric IP or host name */
+	char *address;         /* numeric IP or host name; NULL: discovered only */
 	uint16_t port;
 	enum gw_transport transport;
 	struct gw_cred cred;
@@ -111,6 +126,7 @@ struct gw_upstream {
 	uint32_t heartbeat_interval; /* s, asked for in PUT /config */
 	uint32_t missing_hb_allowed;
 	uint32_t reconnect_min, reconnect_max; /* s, backoff bounds */
+	struct gw_discovery discovery;
 	int line;
 };
 

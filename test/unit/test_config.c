@@ -983,6 +983,99 @@ static void test_drain(void **state)
 	unlink(path);
 }
 
+/* ---- upstreams[].discovery (RFC 8973) ---------------------------------------- */
+
+#define DISC_HEAD \
+	"clients = ( { name = \"c\"; psk-identity = \"c\"; psk-key = \"k\";\n" \
+	"              upstream = \"u\"; } );\n"
+
+static void test_discovery(void **state)
+{
+	static const char text[] = DISC_HEAD
+		"upstreams = ( { name = \"u\"; psk-identity = \"g\"; psk-key = \"k\";\n"
+		"  discovery = { domain = \"example.net\"; resolver = \"127.0.0.1:53\";\n"
+		"                dhcp = true; transports = [ \"udp\" ]; ttl-min = 2; }; },\n"
+		"  { name = \"v\"; address = \"192.0.2.1\"; psk-identity = \"g\"; psk-key = \"k\";\n"
+		"    discovery = { domain = \"example.org\"; }; },\n"
+		"  { name = \"w\"; address = \"192.0.2.2\"; psk-identity = \"g\"; psk-key = \"k\"; },\n"
+		"  { name = \"x\"; psk-identity = \"g\"; psk-key = \"k\";\n"
+		"    discovery = { dns = false; dhcp = true; dhcp-dir = \"/tmp/d\"; }; } );\n";
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	const struct gw_discovery *d;
+	char path[PATH_MAX];
+
+	(void)state;
+	assert_int_equal(load_text("disc.conf", text, path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_int_equal(cfg->nupstreams, 4);
+	assert_null(cfg->upstreams[0].address);
+	d = &cfg->upstreams[0].discovery;
+	assert_true(d->enabled);
+	assert_string_equal(d->domain, "example.net");
+	assert_string_equal(d->resolver, "127.0.0.1:53");
+	assert_true(d->dhcp);
+	assert_true(d->dns);
+	assert_string_equal(d->dhcp_dir, "/run/dotsgw/dhcp");
+	assert_int_equal(d->transport_mask, GW_DISC_UDP);
+	assert_int_equal(d->ttl_min, 2);
+	/* Defaults; an explicit address may come with discovery. */
+	d = &cfg->upstreams[1].discovery;
+	assert_string_equal(cfg->upstreams[1].address, "192.0.2.1");
+	assert_true(d->enabled);
+	assert_true(d->dns);
+	assert_false(d->dhcp);
+	assert_null(d->resolver);
+	assert_int_equal(d->transport_mask, GW_DISC_UDP | GW_DISC_TCP);
+	assert_int_equal(d->ttl_min, 30);
+	assert_false(cfg->upstreams[2].discovery.enabled);
+	d = &cfg->upstreams[3].discovery;
+	assert_false(d->dns);
+	assert_null(d->domain);
+	assert_string_equal(d->dhcp_dir, "/tmp/d");
+	config_free(cfg);
+	reports_free(&r);
+	unlink(path);
+}
+
+#define DISC_UP(body) DISC_HEAD \
+	"upstreams = ( { name = \"u\"; psk-identity = \"g\"; psk-key = \"k\";\n" body " } );\n"
+
+static void test_discovery_errors(void **state)
+{
+	(void)state;
+	expect_one_error(DISC_UP(""), 3, "upstreams[0].address", "or a discovery group");
+	expect_one_error(DISC_UP("discovery = { dhcp = false; };"), 4,
+			 "upstreams[0].discovery.domain", "dns discovery needs the domain");
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\"; dns = false; };"), 4,
+			 "upstreams[0].discovery", "enable dns or dhcp");
+	expect_one_error(DISC_UP("discovery = { dns = false; dhcp = true;\n"
+				 " resolver = \"127.0.0.1\"; };"), 5,
+			 "upstreams[0].discovery.resolver", "only with dns = true");
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\";\n"
+				 " dhcp-dir = \"/tmp/x\"; };"), 5,
+			 "upstreams[0].discovery.dhcp-dir", "only with dhcp = true");
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\";\n"
+				 " resolver = \"127.0.0.1:0\"; };"), 5,
+			 "upstreams[0].discovery.resolver", "port not in 1..65535");
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\";\n"
+				 " resolver = \"ns.example\"; };"), 5,
+			 "upstreams[0].discovery.resolver", "not a numeric");
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\";\n"
+				 " transports = [ \"ip\" ]; };"), 5,
+			 "upstreams[0].discovery.transports", "not \"udp\"");
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\";\n"
+				 " transports = [ \"tcp\", \"tcp\" ]; };"), 5,
+			 "upstreams[0].discovery.transports", "listed twice");
+	expect_one_error(DISC_UP("discovery = { domain = \"bad name!\"; };"), 4,
+			 "upstreams[0].discovery.domain", NULL);
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\"; ttl-min = 0; };"), 4,
+			 "upstreams[0].discovery.ttl-min", NULL);
+	expect_one_error(DISC_UP("discovery = { domain = \"e.net\"; colour = 1; };"), 4,
+			 "upstreams[0].discovery.colour", "unknown key");
+	expect_one_error(DISC_UP("discovery = 3;"), 4, "upstreams[0].discovery", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1001,6 +1094,8 @@ int main(void)
 		cmocka_unit_test(test_cross_checks),
 		cmocka_unit_test(test_error_cap),
 		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_discovery),
+		cmocka_unit_test(test_discovery_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
