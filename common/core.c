@@ -3113,8 +3113,8 @@ int core_upstream_retarget(struct core *c, const char *upstream,
 
 	*rehomed = 0;
 	if (!upstream || strlen(upstream) >= sizeof(l->name) || n > CORE_TARGETS_MAX ||
-	    (n && !t) || !upstream_by_name(c->cfg, upstream))
-		return DG_EINVAL;
+	    (n && (!t || !upstream_by_name(c->cfg, upstream))))
+		return DG_EINVAL; /* n = 0 forgets even a removed upstream's list */
 	if (tlist_same(l, t, n))
 		return 0;
 	if (!(ids = calloc(c->up.count ? c->up.count : 1, sizeof(*ids))))

@@ -334,8 +334,8 @@ void core_foreach_mitigation(const struct core *c, const char *client,
  * again. When the list changes, a ready session whose candidate is still
  * listed stays; any other is re-homed to the first candidate (its active
  * mitigations installed there again, as after a reload). *rehomed counts
- * the sessions moved. Returns 0, DG_EINVAL (n too large, no such name) or
- * DG_ENOMEM (nothing changed).
+ * the sessions moved. Returns 0, DG_EINVAL (n too large, or n > 0 and no
+ * upstream of that name) or DG_ENOMEM (nothing changed).
  */
 int core_upstream_retarget(struct core *c, const char *upstream,
 			   const struct core_target *t, size_t n, dg_time_ms now,

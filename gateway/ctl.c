@@ -213,9 +213,12 @@ static bool add_up(const struct core_up_view *v, void *arg)
 
 	if (v->ready && w->env->up_tls)
 		w->env->up_tls(w->env->arg, v->id, tls, sizeof(tls));
+	/* A discovered upstream's session shows its candidate (RFC 8973). */
+	const char *host = v->target ? v->target->address : u->address ? u->address : "-";
+	unsigned port = v->target ? v->target->port : u->port;
 	/* Bracket IPv6 literals so that the port stays readable. */
-	snprintf(peer, sizeof(peer), strchr(u->address, ':') ? "[%s]:%u" : "%s:%u",
-		 u->address, u->port);
+	snprintf(peer, sizeof(peer), strchr(host, ':') ? "[%s]:%u" : "%s:%u",
+		 host, port);
 	o = json_pack("{s:s, s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:I, s:I, s:I,"
 		      " s:I, s:o, s:o, s:o}",
 		      "side", "upstream",
@@ -223,7 +226,8 @@ static bool add_up(const struct core_up_view *v, void *arg)
 		      "peer", jstr(peer),
 		      "upstream", jstr(u->name),
 		      "client", jstr(v->client),
-		      "transport", gw_transport_name(u->transport),
+		      "transport", gw_transport_name(v->target ? (enum gw_transport)v->target->transport
+							     : u->transport),
 		      "cipher", tls[0] ? jstr(tls) : json_null(),
 		      "state", v->state,
 		      "heartbeat-interval", (json_int_t)v->heartbeat_interval,

@@ -61,6 +61,8 @@ struct io_up {
 	coap_session_t *session;
 	const struct gw_upstream *cfg;
 	bool connected;
+	bool has_target; /* a discovered upstream's candidate (RFC 8973) */
+	struct core_target target;
 };
 
 struct io {
@@ -457,12 +459,16 @@ static int server_name_check(const char *cn, const uint8_t *der, size_t len,
 	(void)arg;
 	if (!validated || !u)
 		return 0;
-	if (depth > 0 || !u->server_name)
+	/* RFC 8973 §8.2: a discovered server is checked against its
+	 * candidate's reference identifier. */
+	const char *want = iu->has_target ? (iu->target.ref_id[0] ? iu->target.ref_id : NULL)
+					  : u->server_name;
+	if (depth > 0 || !want)
 		return 1;
 	/* RFC 9132 §8 / RFC 6125: the reference identifier must match. */
-	if (!cn || strcasecmp(cn, u->server_name) != 0) {
+	if (!cn || strcasecmp(cn, want) != 0) {
 		dg_warn(LOG_IO, "[%s] server certificate name '%s' is not '%s'",
-			u->name, cn ? cn : "?", u->server_name);
+			u->name, cn ? cn : "?", want);
 		return 0;
 	}
 	return 1;
@@ -492,23 +498,36 @@ static void do_up_open(struct io *io, struct core_action *a)
 	}
 	iu->cfg = u;
 	iu->connected = false;
-	if (resolve(u->address, u->port, u->transport, &addr)) {
-		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, u->address);
+	iu->has_target = a->has_target;
+	iu->target = a->target;
+	/* A discovered upstream: the core's candidate, not the configuration. */
+	const char *host = a->has_target ? a->target.address : u->address;
+	uint16_t port = a->has_target ? a->target.port : u->port;
+	enum gw_transport tr = a->has_target ? (enum gw_transport)a->target.transport
+					     : u->transport;
+	char *sni = a->has_target ? (iu->target.ref_id[0] ? iu->target.ref_id : NULL)
+				  : u->server_name;
+	if (!host) {
+		dg_warn(LOG_IO, "[%s] no server discovered yet", u->name);
 		goto failed;
 	}
-	switch (u->transport) {
+	if (resolve(host, port, tr, &addr)) {
+		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, host);
+		goto failed;
+	}
+	switch (tr) {
 	case GW_TR_DTLS: proto = COAP_PROTO_DTLS; break;
 	case GW_TR_TLS: proto = COAP_PROTO_TLS; break;
 	case GW_TR_TCP: proto = COAP_PROTO_TCP; break;
 	default: proto = COAP_PROTO_UDP; break;
 	}
-	if (!gw_transport_secure(u->transport)) {
+	if (!gw_transport_secure(tr)) {
 		s = coap_new_client_session(io->cli, NULL, &addr, proto);
 	} else if (u->cred.psk_identity) {
 		coap_dtls_cpsk_t cpsk;
 		memset(&cpsk, 0, sizeof(cpsk));
 		cpsk.version = COAP_DTLS_CPSK_SETUP_VERSION;
-		cpsk.client_sni = u->server_name;
+		cpsk.client_sni = sni;
 		cpsk.psk_info.identity.s = (const uint8_t *)u->cred.psk_identity;
 		cpsk.psk_info.identity.length = strlen(u->cred.psk_identity);
 		cpsk.psk_info.key.s = u->cred.psk_key;
@@ -524,7 +543,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 		pki.cert_chain_verify_depth = 3;
 		pki.validate_cn_call_back = server_name_check;
 		pki.cn_call_back_arg = NULL;
-		pki.client_sni = u->server_name;
+		pki.client_sni = sni;
 		pki.pki_key.key_type = COAP_PKI_KEY_PEM;
 		pki.pki_key.key.pem.ca_file = u->cred.ca;
 		pki.pki_key.key.pem.public_cert = u->cred.cert;
@@ -533,7 +552,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 	}
 	if (!s) {
 		dg_err(LOG_IO, "[%s] cannot create a session to %s:%u", u->name,
-		       u->address, u->port);
+		       host, port);
 		goto failed;
 	}
 	iu->session = s;
@@ -1536,4 +1555,18 @@ void io_up_tls_desc(struct io *io, uint64_t up_id, char *buf, size_t len)
 	struct io_up *u = up_by_id(io, up_id);
 
 	tls_desc(u && u->connected ? u->session : NULL, buf, len);
+}
+
+int io_upstream_retarget(struct io *io, const char *upstream,
+			 const struct core_target *t, size_t n)
+{
+	size_t rehomed = 0;
+	int rc = core_upstream_retarget(io->core, upstream, t, n, io_now(), &io->acts,
+					&rehomed);
+
+	if (rehomed)
+		dg_info(LOG_IO, "[%s] %zu client(s) re-homed to the discovered server",
+			upstream, rehomed);
+	run_actions(io);
+	return rc;
 }

@@ -79,4 +79,10 @@ struct core *io_core(struct io *io);
 void io_dn_tls_desc(struct io *io, uint64_t dn_sid, char *buf, size_t len);
 void io_up_tls_desc(struct io *io, uint64_t up_id, char *buf, size_t len);
 
+/* A discovered upstream's ordered candidates (gateway/io_disc.c), handed
+ * to the core (core_upstream_retarget); its actions are carried out. */
+struct core_target;
+int io_upstream_retarget(struct io *io, const char *upstream,
+			 const struct core_target *t, size_t n);
+
 #endif

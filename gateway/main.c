@@ -17,6 +17,7 @@
 #include "config.h"
 #include "io_coap.h"
 #include "io_ctl.h"
+#include "io_disc.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -35,6 +36,7 @@ struct app {
 	uv_signal_t sigterm, sigint, sighup, sigusr1, sigusr2;
 	struct io *io;
 	struct io_ctl *ctl;
+	struct io_disc *disc; /* RFC 8973 discovery of upstreams */
 	struct gw_config *cfg;
 	const char *config_path;
 	bool use_syslog;
@@ -87,6 +89,8 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	dg_info("main", "signal %d: shutting down", signum);
 	sd_notify(0, "STOPPING=1");
 	io_ctl_stop(app->ctl);
+	io_disc_stop(app->disc);
+	app->disc = NULL;
 	io_stop(app->io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
@@ -136,6 +140,8 @@ static int gw_reload(struct app *app)
 		       dg_strerror(rc));
 		return rc;
 	}
+	if (io_disc_reload(app->disc, ncfg))
+		dg_err("main", "reload: discovery could not restart for every upstream");
 	config_free(app->cfg);
 	app->cfg = ncfg;
 	if (!app->level_from_cli && dg_log_get_level() != ncfg->log_level) {
@@ -259,6 +265,17 @@ int main(int argc, char **argv)
 		config_free(app.cfg);
 		return 1;
 	}
+	rc = io_disc_start(&app.loop, app.io, app.cfg, &app.disc);
+	if (rc) {
+		dg_err("main", "cannot start: discovery: %s", dg_strerror(rc));
+		io_stop(app.io);
+		uv_run(&app.loop, UV_RUN_DEFAULT);
+		io_free(app.io);
+		uv_loop_close(&app.loop);
+		coap_cleanup();
+		config_free(app.cfg);
+		return 1;
+	}
 	const struct io_ctl_callbacks ctl_cb = {
 		.reload = ctl_reload, .set_log_level = set_log_level, .arg = &app,
 	};
@@ -268,6 +285,7 @@ int main(int argc, char **argv)
 		/* Configured, so needed: do not run without it. */
 		dg_err("main", "cannot start: control socket %s: %s",
 		       app.cfg->control_socket, dg_strerror(rc));
+		io_disc_stop(app.disc);
 		io_stop(app.io);
 		uv_run(&app.loop, UV_RUN_DEFAULT);
 		io_free(app.io);
