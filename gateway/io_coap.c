@@ -508,8 +508,10 @@ static void do_up_open(struct io *io, struct core_action *a)
 	char *sni = a->has_target ? (iu->target.ref_id[0] ? iu->target.ref_id : NULL)
 				  : u->server_name;
 	if (!host) {
-		dg_warn(LOG_IO, "[%s] no server discovered yet", u->name);
-		goto failed;
+		/* Requests queue; the core opens again when discovery hands it
+		 * a list, or gives up at its connection deadline. */
+		dg_info(LOG_IO, "[%s] waiting for discovery", u->name);
+		return;
 	}
 	if (resolve(host, port, tr, &addr)) {
 		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, host);

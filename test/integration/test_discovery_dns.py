@@ -38,15 +38,16 @@ def knotd_path():
 class Knot:
     """knotd serving ZONES from ctx.tmp/knot on 127.0.0.1:port."""
 
-    def __init__(self, ctx, subst=None, host='127.0.0.1'):
+    def __init__(self, ctx, subst=None, host='127.0.0.1', zones=ZONES):
         self.ctx = ctx
+        self.zones = zones
         self.host = host
         self.dir = ctx.path('knot')
         self.dir.mkdir()
         self.port = ctx.free_port(host)
         self.serial = 1
         self.subst = {'PORT': 4801, **(subst or {})}
-        for zone in ZONES:
+        for zone in zones:
             self.write_zone(zone)
         conf = self.dir / 'knot.conf'
         lines = [
@@ -68,13 +69,13 @@ class Knot:
             '    zonefile-sync: -1',
             'zone:',
         ]
-        for zone in ZONES:
+        for zone in zones:
             lines += [f'  - domain: {zone}',
                       f'    file: {self.dir / (zone + ".zone")}']
         conf.write_text('\n'.join(lines) + '\n')
         self.proc = ctx.spawn('knotd', [knotd_path(), '-c', conf],
                               stdin=False)
-        for zone in ZONES:
+        for zone in zones:
             self.proc.wait_log(f'[{zone}.] loaded', timeout=15)
 
     def write_zone(self, zone):
