@@ -490,6 +490,18 @@ static json_t *cmd_reload(const struct ctl_env *env, const json_t *req,
 	return json_pack("{s:s}", "reloaded", "configuration");
 }
 
+/* RFC 8973 §4: discovery on the operator's request, besides the TTLs. */
+static json_t *cmd_discover(const struct ctl_env *env, const json_t *req,
+			    char *err, size_t errlen)
+{
+	(void)req;
+	if (!env->discover) {
+		snprintf(err, errlen, "discover is not available");
+		return NULL;
+	}
+	return json_pack("{s:I}", "upstreams", (json_int_t)env->discover(env->arg));
+}
+
 /* ---- the gateway's own requests, drain --------------------------------------------- */
 
 /* An optional upstream name: absent, or a string. */
@@ -602,6 +614,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "mitigation", mitigation_args, cmd_mitigation },
 	{ "log-level", log_level_args, cmd_log_level },
 	{ "reload", no_args, cmd_reload },
+	{ "discover", no_args, cmd_discover },
 	{ "request", request_args, cmd_request },
 	{ "withdraw", withdraw_args, cmd_withdraw },
 	{ "drain", drain_args, cmd_drain },

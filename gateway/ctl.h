@@ -17,6 +17,7 @@
  *   {"cmd":"mitigation","client":NAME,"mid":N[,"cuid":CUID]}
  *   {"cmd":"log-level","level":"err"|"warn"|"info"|"debug"}
  *   {"cmd":"reload"}
+ *   {"cmd":"discover"}                        RFC 8973 discovery again now
  *   {"cmd":"request"|"withdraw"|"drain",...}  not implemented yet
  *
  *   -> {"ok":true,...}  or  {"ok":false,"error":"why"}
@@ -60,6 +61,9 @@ struct ctl_env {
 	 * DG_E* code with err (errlen > 0) saying why. It may replace the
 	 * core and the configuration: ctl touches neither after calling it. */
 	int (*reload)(void *arg, char *err, size_t errlen);
+	/* Optional: runs upstream discovery again now (io_disc_rediscover);
+	 * returns how many upstreams use discovery. */
+	size_t (*discover)(void *arg);
 	/* Optional: an operator's mitigation request sent upstream as the
 	 * gateway's own (io_own_request): 0 with *mid, cuid (IDENT_LEN + 1
 	 * bytes) and *upstream_used set, else a CoAP-style code with err. */

@@ -434,6 +434,7 @@ static void usage(FILE *f)
 		"  mitigation show CLIENT MID      one mitigation in full\n"
 		"  log-level err|warn|info|debug   change the log level now\n"
 		"  reload                          reload the configuration\n"
+		"  discover                        discover the upstreams' servers again\n"
 		"  request [--upstream NAME] [--lifetime S] [--port P[-Q]]... [--protocol N]...\n"
 		"          PREFIX... | request [--upstream NAME] --file REQUEST.json\n"
 		"                                  a mitigation request as the gateway's own\n"
@@ -613,6 +614,7 @@ static json_t *build_request(int argc, char **argv, void (**print)(const json_t 
 		if (set_str(req, "level", argv[1]))
 			goto bad;
 	} else if (!strcmp(cmd, "reload") && argc == 1) {
+	} else if (!strcmp(cmd, "discover") && argc == 1) {
 	} else if (!strcmp(cmd, "request")) {
 		if (!build_own_request(req, argc, argv))
 			goto bad;

@@ -213,6 +213,13 @@ static int glue_reload(void *arg, char *err, size_t errlen)
 	return ctl->cb.reload(ctl->cb.arg, err, errlen);
 }
 
+static size_t glue_discover(void *arg)
+{
+	struct io_ctl *ctl = ((struct ctl_glue *)arg)->ctl;
+
+	return ctl->cb.discover(ctl->cb.arg);
+}
+
 static int glue_own_request(void *arg, const char *upstream, const json_t *body,
 			    uint32_t *mid, char *cuid, const char **upstream_used,
 			    char *err, size_t errlen)
@@ -257,6 +264,7 @@ static void conn_request(struct ctl_conn *c, const char *req, size_t len)
 		.up_tls = glue_tls_up,
 		.set_log_level = glue_log_level,
 		.reload = ctl->cb.reload ? glue_reload : NULL,
+		.discover = ctl->cb.discover ? glue_discover : NULL,
 		.own_request = glue_own_request,
 		.own_withdraw = glue_own_withdraw,
 		.drain = glue_drain,

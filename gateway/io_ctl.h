@@ -35,6 +35,9 @@ struct io_ctl_callbacks {
 	/* Reloads the configuration: 0, or a negative DG_E* code with err
 	 * (errlen > 0) saying why. NULL: "reload" is refused. */
 	int (*reload)(void *arg, char *err, size_t errlen);
+	/* Runs upstream discovery again (RFC 8973); returns how many
+	 * upstreams use it. NULL: "discover" is refused. */
+	size_t (*discover)(void *arg);
 	/* Applies a log level to dotsgw and libcoap. NULL: dotsgw only. */
 	void (*set_log_level)(void *arg, enum dg_log_level level);
 	void *arg;

@@ -179,6 +179,12 @@ static int ctl_reload(void *arg, char *err, size_t errlen)
 	return rc;
 }
 
+/* "discover" from the control socket (RFC 8973 §4: on request). */
+static size_t ctl_discover(void *arg)
+{
+	return io_disc_rediscover(((struct app *)arg)->disc);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -278,6 +284,7 @@ int main(int argc, char **argv)
 	}
 	const struct io_ctl_callbacks ctl_cb = {
 		.reload = ctl_reload, .set_log_level = set_log_level, .arg = &app,
+		.discover = ctl_discover,
 	};
 	rc = io_ctl_start(&app.loop, (const struct gw_config *const *)&app.cfg,
 			  app.io, &ctl_cb, &app.ctl);

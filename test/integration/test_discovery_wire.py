@@ -187,6 +187,34 @@ def test_rediscovery_moves_and_rehomes(ctx):
     c.wait(30)
 
 
+def test_operator_discover(ctx):
+    """dotsctl discover: the zone changed but its TTL (60 s) is far off;
+    on the operator's request dotsgw discovers again at once and moves."""
+    old_addr, new_addr = '127.0.0.2', '127.0.0.4'
+    udp = free_both(ctx, old_addr, new_addr)
+    tcp = free_both(ctx, old_addr, new_addr)
+    knot = start_knot(ctx, old_addr, udp, tcp, ttl=60)
+    old = server(ctx, old_addr, udp, 'dtls', name='old')
+    new = server(ctx, new_addr, udp, 'dtls', name='new')
+    gw = gateway(ctx, knot, discovery={'transports': ['udp']})
+    gw.wait_log(re.compile(r'upstream provider: 1 candidate'), 20)
+    c = client(ctx, gw, [put(4), {'wait_stdin': 60000}])
+    ev = c.expect({'event': 'response', 'step': 0}, 30)
+    if ev['code'] != '2.01':
+        raise TestFailure(f'PUT: {ev}')
+    got_put(old, 4, 5)
+    knot.reload(ZONE, {'LOOPA': new_addr})
+    mark = gw.log_mark()
+    r = ctx.run([ctx.binary('gateway/dotsctl'), '-s',
+                 str(ctx.path('ctl.sock')), '--json', 'discover'], timeout=10)
+    if r.rc != 0 or '"upstreams": 1' not in r.stdout.replace('":1', '": 1'):
+        raise TestFailure(f'dotsctl discover: rc {r.rc} {r.stdout} {r.stderr}')
+    gw.wait_log('discovery requested', 5, since=mark)
+    got_put(new, 4, 20)
+    c.send('go')
+    c.wait(30)
+
+
 def test_malformed_answers_do_not_crash(ctx):
     """A zone of hostile records (test_discovery_dns's bad.example.net):
     each is refused with a log line, the good path is kept, dotsgw runs
