@@ -1570,5 +1570,6 @@ int io_upstream_retarget(struct io *io, const char *upstream,
 		dg_info(LOG_IO, "[%s] %zu client(s) re-homed to the discovered server",
 			upstream, rehomed);
 	run_actions(io);
+	kick_if_needed(io);
 	return rc;
 }

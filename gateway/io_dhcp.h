@@ -27,9 +27,8 @@
  * (nothing of a rejected file is applied) until that expires or a valid
  * file replaces it. A removed file removes its source.
  *
- * Wiring into the client half (later): start it next to io_coap with the
- * configured directory; in the callback, hand the list to the code that
- * picks upstreams. The list is only valid during the callback: copy what
+ * Wiring: gateway/io_disc.c starts it for an upstream with discovery.dhcp
+ * and hands the list, merged, to the code that picks upstreams (the core). The list is only valid during the callback: copy what
  * is kept. This module never touches the configuration or the core.
  */
 #ifndef DG_IO_DHCP_H

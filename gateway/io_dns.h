@@ -22,11 +22,11 @@
  * answers c-ares's own parser must agree on the count (a message either
  * parser refuses is refused). disc then checks every record.
  *
- * Wiring plan (not done yet): the client half calls io_dns_discover() for
- * an upstream configured by domain, and on each callback hands the
- * candidates to the core, which connects to the first one it can, checks
- * the server's certificate against candidate.ref_id, and re-homes when a
- * new list no longer holds the current one.
+ * Wiring: gateway/io_disc.c calls io_dns_discover() for an upstream with
+ * a discovery domain and on each callback hands the merged candidates to
+ * the core, which connects to the first one it can, checks the server's
+ * certificate against candidate.ref_id, and re-homes when a new list no
+ * longer holds the current one.
  */
 #ifndef DG_IO_DNS_H
 #define DG_IO_DNS_H
