@@ -4,9 +4,10 @@ a.wire.example.net is a 127.0.0.x address where dots-test-server
 instances listen), and dotsgw, configured with a discovery group instead
 of an address, connects where the list says.
 
-Skipped only when knotd is not installed. DHCP over DNS is not tested
-here: the DHCP option parser refuses loopback addresses (RFC 8973 §5), so
-it needs test_discovery_dhcp.py's network namespaces.
+Skipped only when knotd is not installed. DHCP before DNS is checked
+with a state file written as the DHCP hook would (no DHCP client: the
+option parser refuses loopback addresses, so a reachable DHCP-discovered
+server needs test_discovery_dhcp.py's network namespaces).
 """
 
 import re
@@ -183,6 +184,42 @@ def test_rediscovery_moves_and_rehomes(ctx):
     got_put(new, 3, 30)
     if gw.returncode is not None:
         raise TestFailure('dotsgw exited')
+    c.send('go')
+    c.wait(30)
+
+
+def test_dhcp_before_dns(ctx):
+    """RFC 8973 §4: DHCP candidates come before the DNS ones. The DHCP
+    hooks' state file (written here as the hook would) names 192.0.2.77
+    (TEST-NET: the option parser refuses loopback, and nothing answers
+    there), so dotsgw tries it first, then falls to the DNS candidate."""
+    from test_discovery_dhcp import _state_file, _v4
+    addr = '127.0.0.2'
+    udp, tcp = free_both(ctx, addr), free_both(ctx, addr)
+    knot = start_knot(ctx, addr, udp, tcp)
+    dns_srv = server(ctx, addr, udp, 'dtls', name='dns')
+    state = ctx.path('dhcp')
+    state.mkdir(mode=0o755)
+    _state_file(state / 'eth9.v4', 'eth9', 4, 3600,
+                [(148, _v4('192.0.2.77'))])
+    gw = gateway(ctx, knot, discovery={'dhcp': True, 'dhcp-dir': str(state),
+                                       'transports': ['udp']})
+    gw.wait_log(re.compile(r'upstream provider: 2 candidate\(s\), first '
+                           r'192\.0\.2\.77'), 20)
+    c = client(ctx, gw, [HELLO, {'wait_stdin': 60000}, put(5),
+                         {'wait_stdin': 60000}])
+    c.expect({'event': 'response', 'step': 0}, 15)
+    gw.wait_log(re.compile(r'candidate 1/2: 192\.0\.2\.77 port 4646'), 10)
+    # The DHCP candidate fails (at most the 10 s handshake deadline), then
+    # the DNS one is configured.
+    dns_srv.expect(lambda e: e.get('event') == 'request' and
+                   '/config' in (e.get('path') or ''), 40)
+    gw.wait_log(re.compile(r'candidate 2/2: 127\.0\.0\.2 port %d' % udp), 5)
+    c.send('go')
+    ev = c.expect({'event': 'response', 'step': 2}, 30)
+    if ev['code'] != '2.01':
+        raise TestFailure(f'PUT: {ev}')
+    got_put(dns_srv, 5, 5)
     c.send('go')
     c.wait(30)
 
