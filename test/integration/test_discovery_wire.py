@@ -252,6 +252,40 @@ def test_operator_discover(ctx):
     c.wait(30)
 
 
+def test_reload_adds_explicit_address(ctx):
+    """A reload that gives a discovered upstream an explicit address: the
+    address comes first (RFC 8973 §4), the client moves there with its
+    active mitigation."""
+    addr = '127.0.0.2'
+    udp, tcp = free_both(ctx, addr), free_both(ctx, addr)
+    knot = start_knot(ctx, addr, udp, tcp)
+    discovered = server(ctx, addr, udp, 'dtls', name='discovered')
+    explicit = server(ctx, '127.0.0.1', None, 'dtls', name='explicit')
+    gw = gateway(ctx, knot, discovery={'transports': ['udp']})
+    gw.wait_log(re.compile(r'upstream provider: 1 candidate'), 20)
+    c = client(ctx, gw, [put(6), {'wait_stdin': 60000}])
+    ev = c.expect({'event': 'response', 'step': 0}, 30)
+    if ev['code'] != '2.01':
+        raise TestFailure(f'PUT: {ev}')
+    got_put(discovered, 6, 5)
+    cfg_path = ctx.path('dotsgw.conf')
+    text = cfg_path.read_text()
+    new = text.replace("name = \"provider\";",
+                       "name = \"provider\"; address = \"127.0.0.1\"; "
+                       f"port = {explicit.port};", 1)
+    if new == text:
+        raise TestFailure(f'cannot edit the configuration:\n{text}')
+    cfg_path.write_text(new)
+    mark = gw.log_mark()
+    gw.signal(signal.SIGHUP)
+    gw.wait_log('reloaded', 15, since=mark)
+    got_put(explicit, 6, 20)
+    gw.wait_log(re.compile(r'upstream provider: 2 candidate\(s\), first '
+                           r'127\.0\.0\.1'), 20, since=mark)
+    c.send('go')
+    c.wait(30)
+
+
 def test_malformed_answers_do_not_crash(ctx):
     """A zone of hostile records (test_discovery_dns's bad.example.net):
     each is refused with a log line, the good path is kept, dotsgw runs
