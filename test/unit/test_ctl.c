@@ -720,6 +720,33 @@ static void test_own_request_withdraw_drain(void **state)
 	refused(f, "{\"cmd\":\"drain\"}", "no server.drain alternate");
 }
 
+/* ---- discover (RFC 8973 discovery on request) ---------------------------------- */
+
+static int discovers;
+
+static size_t fake_discover(void *arg)
+{
+	(void)arg;
+	discovers++;
+	return 2;
+}
+
+static void test_discover(void **state)
+{
+	struct fix *f = *state;
+	json_t *j;
+
+	discovers = 0;
+	refused(f, "{\"cmd\":\"discover\"}", "discover is not available");
+	f->env.discover = fake_discover;
+	j = ask_ok(f, "{\"cmd\":\"discover\"}");
+	assert_int_equal(discovers, 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "upstreams")), 2);
+	json_decref(j);
+	refused(f, "{\"cmd\":\"discover\",\"domain\":\"x\"}", "discover: unknown argument");
+	assert_int_equal(discovers, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -730,6 +757,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mitigations_mapping_status_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_request_withdraw_drain, setup, teardown),
 	};
 
