@@ -88,6 +88,7 @@ static const char *cf_check_visible(const char *v);
 static const char *cf_check_ip(const char *v);
 static const char *cf_check_host(const char *v);
 static const char *cf_check_dns(const char *v);
+static const char *cf_check_http_path(const char *v);
 
 static const struct cf_enum cf_modes[] = {
 	{ "map", GW_MODE_MAP },
@@ -115,6 +116,7 @@ static const struct cf_key cf_root_keys[] = {
 	{ .name = "server", .type = CF_SECTION },
 	{ .name = "clients", .type = CF_SECTION },
 	{ .name = "upstreams", .type = CF_SECTION },
+	{ .name = "metrics", .type = CF_SECTION },
 };
 
 static const struct cf_key cf_gateway_keys[] = {
@@ -230,6 +232,18 @@ static const struct cf_key cf_upstream_keys[] = {
 	  .lo = 1, .hi = 86400, .def = 300 },
 };
 
+static const struct cf_key cf_metrics_keys[] = {
+	{ "enabled", CF_BOOL, CF_FIELD(struct gw_config, metrics.enabled),
+	  .def = false },
+	/* Plain HTTP without authentication: loopback by default. */
+	{ "address", CF_STRING, CF_FIELD(struct gw_config, metrics.address),
+	  .lo = 1, .hi = 64, .sdef = "127.0.0.1", .check = cf_check_ip },
+	{ "port", CF_INT, CF_FIELD(struct gw_config, metrics.port),
+	  .lo = 1, .hi = 65535, .def = 9646 },
+	{ "path", CF_STRING, CF_FIELD(struct gw_config, metrics.path),
+	  .lo = 1, .hi = 128, .sdef = "/metrics", .check = cf_check_http_path },
+};
+
 /* cf_apply() reports refused rows in a 64-bit mask. */
 #define CF_MASK_OK(t) _Static_assert(CF_NKEYS(t) <= 64, #t " too long")
 CF_MASK_OK(cf_root_keys);
@@ -239,6 +253,7 @@ CF_MASK_OK(cf_session_keys);
 CF_MASK_OK(cf_listen_keys);
 CF_MASK_OK(cf_client_keys);
 CF_MASK_OK(cf_upstream_keys);
+CF_MASK_OK(cf_metrics_keys);
 
 struct cf_err {
 	char *text;
@@ -449,6 +464,18 @@ static const char *cf_check_dns(const char *v)
 	 * "192.0.2.300" is a broken address, not a host name. */
 	if (label ? numeric : last_numeric)
 		return "not a valid DNS name (all-numeric last label)";
+	return NULL;
+}
+
+/* An origin-form path (RFC 9112 §3.2.1) without query: what the endpoint
+ * compares the request's path with. */
+static const char *cf_check_http_path(const char *v)
+{
+	if (v[0] != '/')
+		return "must start with /";
+	for (; *v; v++)
+		if (*v <= 0x20 || *v >= 0x7f || *v == '?' || *v == '#' || *v == '%')
+			return "only printable ASCII without spaces, ?, # or %";
 	return NULL;
 }
 
@@ -1435,6 +1462,8 @@ void config_free(struct gw_config *cfg)
 		free(u->server_name);
 	}
 	free(cfg->upstreams);
+	free(cfg->metrics.address);
+	free(cfg->metrics.path);
 	free(cfg);
 }
 
@@ -1508,6 +1537,8 @@ int config_load(const char *path, struct gw_config **out,
 	cf_upstreams(&c, root);
 	cf_clients(&c, root);
 	cf_check_server_creds(&c);
+	cf_apply(&c, cf_group(&c, cf_member(root, "metrics"), "metrics"), "metrics",
+		 cf_metrics_keys, CF_NKEYS(cf_metrics_keys), c.cfg);
 	rc = c.nerrs || c.dropped ? DG_EINVAL : 0;
 done:
 	if (c.nomem)

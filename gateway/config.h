@@ -50,6 +50,9 @@
  *       heartbeat-interval = 30; missing-hb-allowed = 5;
  *       reconnect-min = 60; reconnect-max = 300; }
  *   );
+ *   metrics = {                     # Prometheus text endpoint (HTTP, no auth)
+ *     enabled = false; address = "127.0.0.1"; port = 9646; path = "/metrics";
+ *   };
  */
 #ifndef DG_CONFIG_H
 #define DG_CONFIG_H
@@ -109,6 +112,15 @@ struct gw_upstream {
 	int line;
 };
 
+/* The Prometheus endpoint: plain HTTP without authentication, so
+ * loopback unless the operator says otherwise. */
+struct gw_metrics {
+	bool enabled;
+	char *address; /* numeric IPv4 or IPv6 */
+	uint16_t port;
+	char *path;    /* "/metrics": an absolute path, no query */
+};
+
 struct gw_config {
 	char *path;
 	enum gw_mode mode;
@@ -127,6 +139,8 @@ struct gw_config {
 
 	struct gw_client *clients; size_t nclients;
 	struct gw_upstream *upstreams; size_t nupstreams;
+
+	struct gw_metrics metrics;
 };
 
 /*

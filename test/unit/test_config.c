@@ -877,6 +877,57 @@ static void test_include(void **state)
 	unlink(path);
 }
 
+/* The metrics group: off by default, loopback when on, every key checked. */
+static void test_metrics_keys(void **state)
+{
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	char path[PATH_MAX];
+
+	(void)state;
+	assert_int_equal(load_text("m0.conf", PSK_CLIENT PSK_UP, path, sizeof(path),
+				   &cfg, &r), 0);
+	assert_false(cfg->metrics.enabled);
+	assert_string_equal(cfg->metrics.address, "127.0.0.1");
+	assert_int_equal(cfg->metrics.port, 9646);
+	assert_string_equal(cfg->metrics.path, "/metrics");
+	config_free(cfg);
+	unlink(path);
+
+	assert_int_equal(load_text("m1.conf", PSK_CLIENT PSK_UP
+				   "metrics = { enabled = true; address = \"::1\";\n"
+				   "  port = 19646; path = \"/x/prom-metrics_1\"; };\n",
+				   path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_true(cfg->metrics.enabled);
+	assert_string_equal(cfg->metrics.address, "::1");
+	assert_int_equal(cfg->metrics.port, 19646);
+	assert_string_equal(cfg->metrics.path, "/x/prom-metrics_1");
+	config_free(cfg);
+	unlink(path);
+
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { enabled = 1; };\n", 3,
+			 "metrics.enabled", "expected a boolean");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { address = \"localhost\"; };\n", 3,
+			 "metrics.address", "not a numeric IPv4 or IPv6 address");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { port = 0; };\n", 3,
+			 "metrics.port", "0 out of range 1..65535");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { port = 65536; };\n", 3,
+			 "metrics.port", "out of range");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"metrics\"; };\n", 3,
+			 "metrics.path", "must start with /");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"/m?x=1\"; };\n", 3,
+			 "metrics.path", "without spaces, ?, # or %");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"/a b\"; };\n", 3,
+			 "metrics.path", "without spaces");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"\"; };\n", 3,
+			 "metrics.path", "must not be empty");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = {\n  listen = 1; };\n", 4,
+			 "metrics.listen", "unknown key");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = ( 1 );\n", 3,
+			 "metrics", "expected a group");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -893,6 +944,7 @@ int main(void)
 		cmocka_unit_test(test_cross_checks),
 		cmocka_unit_test(test_error_cap),
 		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_metrics_keys),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
