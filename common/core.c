@@ -25,6 +25,7 @@
 #include "cbor.h"
 #include "hmap.h"
 #include "ident.h"
+#include "metrics.h"
 #include "../gateway/config.h"
 
 #define LOG_DN "dn"
@@ -178,7 +179,11 @@ struct core {
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
 	size_t heap_n, heap_cap;
+	struct metrics_dots *metrics; /* NULL: none */
 };
+
+/* A metrics family, or NULL (a no-op) when metrics are off. */
+#define CORE_MX(c, f) ((c)->metrics ? (c)->metrics->f : NULL)
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -570,6 +575,7 @@ static void dn_notify_one(struct core *c, struct dn_obs *o, int code,
 		a->msg.has_observe = true;
 		a->msg.observe = ++o->seq & 0xffffff;
 	}
+	metrics_add(CORE_MX(c, notifications), (const char *[]){ METRICS_DN }, 1);
 	if (body) {
 		a->msg.payload = encode_or_null(body, &a->msg.payload_len);
 		if (a->msg.payload)
@@ -1190,6 +1196,7 @@ static void up_send_heartbeat(struct core *c, struct up_sess *u, dg_time_ms now,
 	}
 	if (u->hb_outstanding) {
 		u->missed_hb++;
+		metrics_add(CORE_MX(c, hb_missed), (const char *[]){ u->cfg->name }, 1);
 		if (u->missed_hb >= p->missing_hb_allowed) {
 			up_down(c, u, "missing heartbeats", now, out);
 			return;
@@ -1398,6 +1405,83 @@ void core_shutdown(struct core *c, struct core_actions *out)
 		struct core_action *a = act_push(out, CORE_ACT_DN_CLOSE);
 		if (a)
 			a->dn_sid = s->sid;
+	}
+}
+
+void core_set_metrics(struct core *c, struct metrics_dots *m)
+{
+	c->metrics = m;
+}
+
+/* Sums an upstream's uint64 status leaf (a JSON string, RFC 7951 §6.1). */
+static double mx_u64(const json_t *status, const char *name)
+{
+	const char *v = json_string_value(json_object_get(status, name));
+
+	return v ? strtod(v, NULL) : 0;
+}
+
+void core_collect_metrics(const struct core *c, struct metrics_dots *m)
+{
+	static const char *const trs[] = { "dtls", "tls", "udp", "tcp" };
+	static const char *const ups[] = { "connecting", "configuring", "ready", "backoff" };
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+	const char *label;
+
+	metrics_clear(m->sessions);
+	metrics_clear(m->mitigations);
+	metrics_clear(m->upstream_up);
+	metrics_clear(m->dropped_bytes);
+	metrics_clear(m->dropped_packets);
+	metrics_clear(m->dropped_bps);
+	metrics_clear(m->dropped_pps);
+	/* Every combination shows, at 0 when empty. */
+	for (size_t t = 0; t < 4; t++) {
+		metrics_set(m->sessions, (const char *[]){ METRICS_DN, trs[t], "established" }, 0);
+		for (size_t s = 0; s < 4; s++)
+			metrics_set(m->sessions, (const char *[]){ METRICS_UP, trs[t], ups[s] }, 0);
+	}
+	metrics_set(m->mitigations, (const char *[]){ "pending" }, 0);
+	for (int st = 1; (label = cbor_enum_label("status", st)); st++)
+		metrics_set(m->mitigations, (const char *[]){ label }, 0);
+	for (size_t i = 0; i < c->cfg->nupstreams; i++) {
+		const char *const v[] = { c->cfg->upstreams[i].name };
+		metrics_set(m->upstream_up, v, 0);
+		metrics_set(m->dropped_bytes, v, 0);
+		metrics_set(m->dropped_packets, v, 0);
+		metrics_set(m->dropped_bps, v, 0);
+		metrics_set(m->dropped_pps, v, 0);
+	}
+	while ((n = hmap_iter_next(&c->dn, &it))) {
+		const struct dn_sess *s = hmap_entry(n, struct dn_sess, node);
+		if (s->transport >= 0 && s->transport < 4)
+			metrics_add(m->sessions, (const char *[]){ METRICS_DN, trs[s->transport],
+								  "established" }, 1);
+	}
+	it = (struct hmap_iter){ 0, NULL };
+	while ((n = hmap_iter_next(&c->up, &it))) {
+		const struct up_sess *u = hmap_entry(n, struct up_sess, node);
+		/* enum gw_transport has trs[]'s order */
+		if ((unsigned)u->cfg->transport < 4)
+			metrics_add(m->sessions, (const char *[]){
+				METRICS_UP, trs[u->cfg->transport], ups[u->state] }, 1);
+		if (u->state == UP_READY)
+			metrics_set(m->upstream_up, (const char *[]){ u->cfg->name }, 1);
+	}
+	it = (struct hmap_iter){ 0, NULL };
+	while ((n = hmap_iter_next(&c->mitigs, &it))) {
+		const struct mitig *mg = hmap_entry(n, struct mitig, node);
+		const char *st = json_string_value(json_object_get(mg->status, "status"));
+		const struct gw_upstream *up = mg->cs->owner->cfg->upstream;
+		metrics_add(m->mitigations, (const char *[]){ st ? st : "pending" }, 1);
+		if (!up)
+			continue;
+		const char *const v[] = { up->name };
+		metrics_add(m->dropped_bytes, v, mx_u64(mg->status, "bytes-dropped"));
+		metrics_add(m->dropped_packets, v, mx_u64(mg->status, "pkts-dropped"));
+		metrics_add(m->dropped_bps, v, mx_u64(mg->status, "bps-dropped"));
+		metrics_add(m->dropped_pps, v, mx_u64(mg->status, "pps-dropped"));
 	}
 }
 
@@ -1986,6 +2070,29 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 
 /* ---- upstream responses ------------------------------------------------------------------ */
 
+/* An upstream answered r with code (-1: nobody did in time). Later
+ * answers to an accepted observation are notifications. */
+static void count_up_answer(struct core *c, const struct up_req *r, int code)
+{
+	static const char *const res[] = {
+		[REQ_RELAY_PUT] = "mitigate", [REQ_RELAY_EFFICACY] = "mitigate",
+		[REQ_RELAY_DELETE] = "mitigate", [REQ_RESEND_PUT] = "mitigate",
+		[REQ_OBSERVE] = "mitigate", [REQ_CONFIG_PUT] = "config",
+		[REQ_CONFIG_GET] = "config", [REQ_HEARTBEAT] = "hb",
+	};
+	char buf[8];
+
+	if (!c->metrics)
+		return;
+	if (r->kind == REQ_OBSERVE && r->answered && code >= 0) {
+		metrics_add(c->metrics->notifications, (const char *[]){ METRICS_UP }, 1);
+		return;
+	}
+	metrics_add(c->metrics->requests, (const char *[]){
+		METRICS_UP, res[r->kind], metrics_coap_method(r->msg.code),
+		code < 0 ? "timeout" : metrics_coap_code(code, buf) }, 1);
+}
+
 /* Relays an upstream answer to the waiting client faithfully: same code,
  * Max-Age, and a body re-encoded from the model (CBOR bodies) or the
  * diagnostic text. A redirection is the gateway's business, not the
@@ -2123,6 +2230,7 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 	u->missed_hb = 0;
 	if (r->queued)
 		return;
+	count_up_answer(c, r, rsp->code);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
@@ -2288,6 +2396,7 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_GATEWAY_TIMEOUT,
 				   "upstream %s did not answer within %" PRIu32 " s",
 				   up_name(u), c->cfg->request_timeout);
+		count_up_answer(c, r, -1);
 		r->has_dn = false;
 		enum req_kind kind = r->kind;
 		char cuid[sizeof(r->cuid)];
@@ -2322,8 +2431,11 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 {
 	switch (u->state) {
 	case UP_CONNECTING:
-		if (now >= u->connect_deadline)
+		if (now >= u->connect_deadline) {
+			metrics_add(CORE_MX(c, hs_failures),
+				    (const char *[]){ METRICS_UP, "timeout" }, 1);
 			up_down(c, u, "handshake timeout", now, out);
+		}
 		else
 			up_arm(c, u);
 		break;

@@ -177,6 +177,14 @@ struct core_stats {
 };
 void core_get_stats(const struct core *c, struct core_stats *st);
 
+/* Metrics (common/metrics.h): m's counters are incremented as things
+ * happen from now on (NULL: none); core_collect_metrics() sets its
+ * gauges (sessions, mitigations, upstream health, dropped traffic) from
+ * the current state, at scrape time. m must outlive the core. */
+struct metrics_dots;
+void core_set_metrics(struct core *c, struct metrics_dots *m);
+void core_collect_metrics(const struct core *c, struct metrics_dots *m);
+
 /* Stops: withdraws nothing (mitigations outlive the gateway upstream),
  * closes every session. */
 void core_shutdown(struct core *c, struct core_actions *out);

@@ -17,6 +17,7 @@
 #include "../common/core.h"
 #include "../common/hmap.h"
 #include "../common/ident.h"
+#include "../common/metrics.h"
 
 #define LOG_IO "io"
 #define PATH_SEGS_MAX 16
@@ -31,6 +32,8 @@ struct io_dn {
 	const struct gw_client *client;
 	char cdid[IDENT_LEN + 1];
 	bool announced;
+	const char *hs_reason; /* why we refused its handshake (metrics) */
+	bool hs_counted;       /* its handshake failure is counted */
 };
 
 /* A downstream request answered later (core relays it upstream first). */
@@ -43,6 +46,9 @@ struct io_pending {
 	coap_pdu_type_t type;
 	uint8_t token[8];
 	size_t token_len;
+	const char *res;   /* metrics labels of the request */
+	int method;
+	uint64_t t0;       /* uv_hrtime() at arrival */
 };
 
 struct io_up {
@@ -74,7 +80,22 @@ struct io {
 	int busy;       /* nesting depth of action execution */
 	bool in_coap;   /* inside coap_io_process() */
 	bool need_kick; /* libcoap was called from outside its loop */
+	struct metrics_dots *metrics; /* NULL: none */
+	coap_session_t *hs_gone; /* deleted in handshake, failure counted */
 };
+
+/* A metrics family, or NULL (a no-op) when metrics are off. */
+#define IO_MX(io, f) ((io)->metrics ? (io)->metrics->f : NULL)
+
+/* One downstream request answered with code (-1: dropped silently). */
+static void count_dn(struct io *io, const char *res, int method, int code)
+{
+	char buf[8];
+
+	metrics_add(IO_MX(io, requests), (const char *[]){ METRICS_DN, res,
+		    metrics_coap_method(method),
+		    code < 0 ? "none" : metrics_coap_code(code, buf) }, 1);
+}
 
 static dg_time_ms io_now(void)
 {
@@ -254,6 +275,8 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 	cl = config_client_by_psk(io->cfg, identity->s, identity->length);
 	if (!cl) {
 		dg_warn(LOG_IO, "PSK identity not configured; handshake refused");
+		if ((d = dn_attach(io, s)))
+			d->hs_reason = "unknown_psk_identity";
 		return NULL;
 	}
 	if (!(d = dn_attach(io, s)))
@@ -276,6 +299,8 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	if (!validated) {
 		dg_warn(LOG_IO, "certificate '%s' did not verify; handshake refused",
 			cn ? cn : "?");
+		if ((d = dn_attach(io, s)))
+			d->hs_reason = "bad_certificate";
 		return 0;
 	}
 	if (depth > 0)
@@ -284,6 +309,8 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	if (!cl) {
 		dg_warn(LOG_IO, "certificate name '%s' not configured; handshake refused",
 			cn ? cn : "?");
+		if ((d = dn_attach(io, s)))
+			d->hs_reason = "unknown_certificate_name";
 		return 0;
 	}
 	if (!(d = dn_attach(io, s)))
@@ -372,7 +399,10 @@ static void do_reply(struct io *io, struct core_action *a)
 	if (!p)
 		return; /* the session went away meanwhile */
 	hmap_remove(&io->pending, &p->node);
+	count_dn(io, p->res, p->method, a->type == CORE_ACT_REPLY ? a->msg.code : -1);
 	if (a->type == CORE_ACT_REPLY) {
+		metrics_observe(IO_MX(io, relay_latency), NULL,
+				(double)(uv_hrtime() - p->t0) / 1e9);
 		struct core_msg m = a->msg;
 		memcpy(m.token, p->token, p->token_len);
 		m.token_len = p->token_len;
@@ -736,8 +766,12 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 	bool ok = decode_request(request, b);
 	b->r.dn_sid = d->sid;
 	b->r.req_id = ++io->next_req_id;
+	const char *mx_res = metrics_dots_resource(b->r.path, b->r.npath);
+	int mx_method = (int)b->r.method;
+	uint64_t mx_t0 = io->metrics ? uv_hrtime() : 0;
 	if (!ok) {
 		free(b);
+		count_dn(io, mx_res, mx_method, 400);
 		coap_pdu_set_code(response, COAP_RESPONSE_CODE(400));
 		coap_add_data(response, 30, (const uint8_t *)"too many or too long options");
 		return;
@@ -753,6 +787,8 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 		struct core_action *a = &io->acts.v[i];
 		if ((a->type == CORE_ACT_REPLY || a->type == CORE_ACT_NO_REPLY) &&
 		    a->req_id == io->next_req_id) {
+			count_dn(io, mx_res, mx_method,
+				 a->type == CORE_ACT_REPLY ? a->msg.code : -1);
 			if (a->type == CORE_ACT_REPLY)
 				fill_sync_response(response, a);
 			a->type = CORE_ACT_NO_REPLY;
@@ -766,6 +802,7 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 	coap_async_t *as = p ? coap_register_async(s, request, 0) : NULL;
 	if (!p || !as) {
 		free(p);
+		count_dn(io, mx_res, mx_method, 503);
 		coap_pdu_set_code(response, COAP_RESPONSE_CODE(503));
 		run_actions(io);
 		return;
@@ -779,6 +816,9 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 			  COAP_MESSAGE_CON : COAP_MESSAGE_NON;
 	p->token_len = tok.length > sizeof(p->token) ? sizeof(p->token) : tok.length;
 	memcpy(p->token, tok.s, p->token_len);
+	p->res = mx_res;
+	p->method = mx_method;
+	p->t0 = mx_t0;
 	if (hmap_insert(&io->pending, &p->node, hmap_hash_u64(p->req_id))) {
 		coap_free_async(s, as);
 		free(p);
@@ -888,6 +928,38 @@ static void on_nack(coap_session_t *s, const coap_pdu_t *sent,
 	run_actions(io);
 }
 
+/*
+ * A downstream (D)TLS handshake that will not complete: counted once per
+ * session, by the reason psk_lookup/cert_check noted, else by the event.
+ * libcoap 4.3.1 raises DTLS_CLOSED (or TCP/SESSION_FAILED) when it gives
+ * up on a handshake, and SERVER_SESSION_DEL for one that timed out
+ * half-way, followed by a DTLS_CLOSED for the same session (hs_gone).
+ */
+static void count_dn_handshake(struct io *io, coap_session_t *s, coap_event_t ev)
+{
+	struct io_dn *d = coap_session_get_app_data(s);
+	bool repeat = io->hs_gone == s && ev == COAP_EVENT_DTLS_CLOSED;
+	coap_session_state_t st = coap_session_get_state(s);
+
+	io->hs_gone = NULL;
+	if (!io->metrics || repeat || (d && (d->announced || d->hs_counted)) ||
+	    !gw_transport_secure(transport_of(s)) ||
+	    st == COAP_SESSION_STATE_ESTABLISHED || st == COAP_SESSION_STATE_NONE)
+		return;
+	if (ev != COAP_EVENT_DTLS_CLOSED && ev != COAP_EVENT_DTLS_ERROR &&
+	    ev != COAP_EVENT_TCP_FAILED && ev != COAP_EVENT_SESSION_FAILED &&
+	    ev != COAP_EVENT_SERVER_SESSION_DEL)
+		return;
+	const char *why = d && d->hs_reason ? d->hs_reason :
+			  ev == COAP_EVENT_SERVER_SESSION_DEL ? "timeout" :
+			  ev == COAP_EVENT_DTLS_ERROR ? "dtls_error" : "closed";
+	metrics_add(io->metrics->hs_failures, (const char *[]){ METRICS_DN, why }, 1);
+	if (ev == COAP_EVENT_SERVER_SESSION_DEL)
+		io->hs_gone = s;
+	if (d)
+		d->hs_counted = true;
+}
+
 static int on_event(coap_session_t *s, const coap_event_t ev)
 {
 	struct io *io = coap_get_app_data(coap_session_get_context(s));
@@ -895,6 +967,7 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 	if (!io)
 		return 0;
 	if (coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER) {
+		count_dn_handshake(io, s, ev);
 		switch (ev) {
 		case COAP_EVENT_DTLS_CONNECTED: {
 			struct io_dn *d = coap_session_get_app_data(s);
@@ -913,6 +986,10 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 	struct io_up *iu = coap_session_get_app_data(s);
 	if (!iu)
 		return 0;
+	if (!iu->connected && (ev == COAP_EVENT_DTLS_ERROR || ev == COAP_EVENT_DTLS_CLOSED ||
+			       ev == COAP_EVENT_TCP_FAILED || ev == COAP_EVENT_SESSION_FAILED))
+		metrics_add(IO_MX(io, hs_failures), (const char *[]){ METRICS_UP,
+			    ev == COAP_EVENT_DTLS_ERROR ? "dtls_error" : "closed" }, 1);
 	enum core_up_event cev;
 	switch (ev) {
 	/*
@@ -1192,6 +1269,21 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 fail:
 	io_free(io);
 	return rc;
+}
+
+static void collect(struct metrics *reg, void *arg)
+{
+	struct io *io = arg;
+
+	(void)reg;
+	core_collect_metrics(io->core, io->metrics);
+}
+
+int io_set_metrics(struct io *io, struct metrics_dots *m)
+{
+	io->metrics = m;
+	core_set_metrics(io->core, m);
+	return metrics_add_collector(m->reg, collect, io);
 }
 
 void io_stop(struct io *io)

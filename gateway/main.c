@@ -15,11 +15,15 @@
 #include "dotsgw_build.h"
 #include "config.h"
 #include "io_coap.h"
+#include "io_metrics.h"
 
 struct app {
 	uv_loop_t loop;
 	uv_signal_t sigterm, sigint, sighup;
 	struct io *io;
+	struct io_metrics *metrics_io;
+	struct metrics *metrics;
+	struct metrics_dots dots;
 	struct gw_config *cfg;
 	bool use_syslog;
 };
@@ -69,6 +73,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 
 	dg_info("main", "signal %d: shutting down", signum);
 	io_stop(app->io);
+	io_metrics_stop(app->metrics_io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
 	uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -163,6 +168,29 @@ int main(int argc, char **argv)
 		config_free(app.cfg);
 		return 1;
 	}
+	if (app.cfg->metrics.enabled) {
+		app.metrics = metrics_new();
+		rc = app.metrics ? metrics_dots_init(&app.dots, app.metrics, DOTSGW_VERSION)
+				 : DG_ENOMEM;
+		if (!rc)
+			rc = io_set_metrics(app.io, &app.dots);
+		if (!rc)
+			rc = io_metrics_start(&app.loop, &app.cfg->metrics, app.metrics,
+					      &app.metrics_io);
+		if (rc) {
+			dg_err("main", "cannot start the metrics endpoint: %s", dg_strerror(rc));
+			io_stop(app.io);
+			io_metrics_stop(app.metrics_io);
+			uv_run(&app.loop, UV_RUN_DEFAULT); /* closes the handles */
+			io_free(app.io);
+			io_metrics_free(app.metrics_io);
+			metrics_free(app.metrics);
+			uv_loop_close(&app.loop);
+			coap_cleanup();
+			config_free(app.cfg);
+			return 1;
+		}
+	}
 	uv_signal_init(&app.loop, &app.sigterm);
 	uv_signal_init(&app.loop, &app.sigint);
 	uv_signal_init(&app.loop, &app.sighup);
@@ -176,6 +204,8 @@ int main(int argc, char **argv)
 	uv_run(&app.loop, UV_RUN_DEFAULT);
 
 	io_free(app.io);
+	io_metrics_free(app.metrics_io);
+	metrics_free(app.metrics);
 	rc = uv_loop_close(&app.loop);
 	if (rc)
 		dg_err("main", "event loop closed with handles left: %s", uv_strerror(rc));
