@@ -325,6 +325,53 @@ def test_hostile_http_clients(ctx):
     topo.gateway.stop()
 
 
+def test_handshake_failures_and_health(ctx):
+    """Refused handshakes are counted by reason; an upstream that stops
+    answering shows as down with its missed heartbeats counted."""
+    topo, port = topology_with_metrics(ctx)
+    _, base = scrape(port)
+    # Wrong PSK identity (DTLS, TLS), right identity with a wrong key
+    # (TLS: DTLS drops what it cannot decrypt, so that one only ends when
+    # libcoap reaps the half-open session: reason timeout, minutes later).
+    for name, psk, tr in (('mallory', ('mallory', 'x'), 'dtls'),
+                          ('mallory-tls', ('mallory', 'x'), 'tls'),
+                          ('badkey-tls', ('alice', 'wrong-key'), 'tls')):
+        c = ctx.start_test_client(topo.dn_port, transport=tr, psk=psk, name=name,
+                                  script=[{'method': 'GET', 'path': MITIGATE}],
+                                  args=('--timeout-ms', '3000'))
+        check(c.wait(20) != 0, f'{name} got through')
+    _, after = scrape(port)
+
+    def delta(**labels):
+        return (val(after, 'dotsgw_handshake_failures_total', **labels) -
+                val(base, 'dotsgw_handshake_failures_total', **labels))
+    got = {r: delta(side='downstream', reason=r)
+           for r in ('unknown_psk_identity', 'closed', 'dtls_error', 'timeout')}
+    want = {'unknown_psk_identity': 2, 'closed': 1, 'dtls_error': 0, 'timeout': 0}
+    check(got == want, f'handshake failures {got}, want {want}')
+
+    # A mitigation keeps the upstream session; then the upstream goes
+    # silent and its heartbeats stop being answered (3 allowed, topo.py).
+    path = f'{MITIGATE}/cuid={CUID}/mid=3'
+    client = topo.client([{'method': 'PUT', 'path': path, 'body': scope_body()}])
+    check(client.expect({'event': 'response', 'step': 0}, 15)['code'] == '2.01',
+          'PUT failed')
+    _, up = scrape(port)
+    check(val(up, 'dotsgw_upstream_up', upstream='provider') == 1, 'upstream not up')
+    mark = topo.gateway.log_mark()
+    topo.server.send('silent')
+    topo.gateway.wait_log('session down (missing heartbeats)', 15, since=mark)
+    _, down = scrape(port)
+    missed = (val(down, 'dotsgw_upstream_heartbeats_missed_total', upstream='provider') -
+              val(up, 'dotsgw_upstream_heartbeats_missed_total', upstream='provider'))
+    check(missed >= 3, f'{missed} missed heartbeats counted')
+    check(val(down, 'dotsgw_upstream_up', upstream='provider') == 0,
+          'upstream still up after missing heartbeats')
+    check(val(down, 'dotsgw_sessions', side='upstream', transport='dtls',
+              state='ready') == 0, 'upstream session still ready')
+    topo.gateway.stop()
+
+
 def test_metrics_off_by_default(ctx):
     """Without a metrics group no endpoint starts."""
     topo = Topology(ctx)
