@@ -92,7 +92,9 @@ static void count_dn(struct io *io, const char *res, int method, int code)
 {
 	char buf[8];
 
-	metrics_add(IO_MX(io, requests), (const char *[]){ METRICS_DN, res,
+	if (!io->metrics)
+		return;
+	metrics_add(io->metrics->requests, (const char *[]){ METRICS_DN, res,
 		    metrics_coap_method(method),
 		    code < 0 ? "none" : metrics_coap_code(code, buf) }, 1);
 }
