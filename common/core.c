@@ -86,6 +86,10 @@ struct mitig {
 	dg_time_ms expires;
 	uint64_t obs_token; /* 0: not observed upstream */
 	uint32_t gen;
+	/* metrics, from status: RFC 9132 status (0: none reported yet) and
+	 * bytes, pkts, bps, pps dropped; a scrape must not parse JSON */
+	int mx_status;
+	double mx_dropped[4];
 };
 
 struct cuid_st {
@@ -927,6 +931,26 @@ static void observe_start(struct core *c, struct mitig *m, dg_time_ms now,
 	req_go(c, r, now, out);
 }
 
+/* Keeps what the metrics collector needs of m->status, parsed once. */
+static void mx_take_status(struct mitig *m)
+{
+	static const char *const drops[] = {
+		"bytes-dropped", "pkts-dropped", "bps-dropped", "pps-dropped",
+	};
+	const char *sv = json_string_value(json_object_get(m->status, "status"));
+	const char *label;
+
+	m->mx_status = 0;
+	for (int st = 1; sv && (label = cbor_enum_label("status", st)); st++)
+		if (strcmp(sv, label) == 0)
+			m->mx_status = st;
+	for (size_t i = 0; i < 4; i++) {
+		/* uint64 leaves are JSON strings (RFC 7951 §6.1) */
+		const char *v = json_string_value(json_object_get(m->status, drops[i]));
+		m->mx_dropped[i] = v ? strtod(v, NULL) : 0;
+	}
+}
+
 /* Takes the non-config nodes of an upstream status entry. */
 static void mitig_take_status(struct mitig *m, const json_t *e, dg_time_ms now)
 {
@@ -941,6 +965,7 @@ static void mitig_take_status(struct mitig *m, const json_t *e, dg_time_ms now)
 	}
 	json_decref(m->status);
 	m->status = st;
+	mx_take_status(m);
 	json_t *lt = json_object_get(e, "lifetime");
 	if (json_is_integer(lt)) {
 		json_int_t v = json_integer_value(lt);
@@ -1413,21 +1438,17 @@ void core_set_metrics(struct core *c, struct metrics_dots *m)
 	c->metrics = m;
 }
 
-/* Sums an upstream's uint64 status leaf (a JSON string, RFC 7951 §6.1). */
-static double mx_u64(const json_t *status, const char *name)
-{
-	const char *v = json_string_value(json_object_get(status, name));
-
-	return v ? strtod(v, NULL) : 0;
-}
-
 void core_collect_metrics(const struct core *c, struct metrics_dots *m)
 {
 	static const char *const trs[] = { "dtls", "tls", "udp", "tcp" };
 	static const char *const ups[] = { "connecting", "configuring", "ready", "backoff" };
+	/* [0]: pending; [st]: RFC 9132 status st (1..8) */
+	double by_status[9] = { 0 }, *drop;
+	size_t nup = c->cfg->nupstreams, ui;
 	struct hmap_iter it = { 0, NULL };
 	struct hmap_node *n;
 	const char *label;
+	int st;
 
 	metrics_clear(m->sessions);
 	metrics_clear(m->mitigations);
@@ -1442,17 +1463,8 @@ void core_collect_metrics(const struct core *c, struct metrics_dots *m)
 		for (size_t s = 0; s < 4; s++)
 			metrics_set(m->sessions, (const char *[]){ METRICS_UP, trs[t], ups[s] }, 0);
 	}
-	metrics_set(m->mitigations, (const char *[]){ "pending" }, 0);
-	for (int st = 1; (label = cbor_enum_label("status", st)); st++)
-		metrics_set(m->mitigations, (const char *[]){ label }, 0);
-	for (size_t i = 0; i < c->cfg->nupstreams; i++) {
-		const char *const v[] = { c->cfg->upstreams[i].name };
-		metrics_set(m->upstream_up, v, 0);
-		metrics_set(m->dropped_bytes, v, 0);
-		metrics_set(m->dropped_packets, v, 0);
-		metrics_set(m->dropped_bps, v, 0);
-		metrics_set(m->dropped_pps, v, 0);
-	}
+	for (ui = 0; ui < nup; ui++)
+		metrics_set(m->upstream_up, (const char *[]){ c->cfg->upstreams[ui].name }, 0);
 	while ((n = hmap_iter_next(&c->dn, &it))) {
 		const struct dn_sess *s = hmap_entry(n, struct dn_sess, node);
 		if (s->transport >= 0 && s->transport < 4)
@@ -1469,20 +1481,33 @@ void core_collect_metrics(const struct core *c, struct metrics_dots *m)
 		if (u->state == UP_READY)
 			metrics_set(m->upstream_up, (const char *[]){ u->cfg->name }, 1);
 	}
+	/* Mitigations may be 100k: summed locally, one series update per
+	 * label value at the end. */
+	drop = calloc(nup ? nup * 4 : 1, sizeof(*drop));
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->mitigs, &it))) {
 		const struct mitig *mg = hmap_entry(n, struct mitig, node);
-		const char *st = json_string_value(json_object_get(mg->status, "status"));
 		const struct gw_upstream *up = mg->cs->owner->cfg->upstream;
-		metrics_add(m->mitigations, (const char *[]){ st ? st : "pending" }, 1);
-		if (!up)
+		if (mg->mx_status >= 0 && mg->mx_status < 9)
+			by_status[mg->mx_status]++;
+		for (ui = 0; drop && ui < nup && &c->cfg->upstreams[ui] != up; ui++)
+			;
+		if (!drop || ui == nup)
 			continue;
-		const char *const v[] = { up->name };
-		metrics_add(m->dropped_bytes, v, mx_u64(mg->status, "bytes-dropped"));
-		metrics_add(m->dropped_packets, v, mx_u64(mg->status, "pkts-dropped"));
-		metrics_add(m->dropped_bps, v, mx_u64(mg->status, "bps-dropped"));
-		metrics_add(m->dropped_pps, v, mx_u64(mg->status, "pps-dropped"));
+		for (size_t i = 0; i < 4; i++)
+			drop[ui * 4 + i] += mg->mx_dropped[i];
 	}
+	metrics_set(m->mitigations, (const char *[]){ "pending" }, by_status[0]);
+	for (st = 1; st < 9 && (label = cbor_enum_label("status", st)); st++)
+		metrics_set(m->mitigations, (const char *[]){ label }, by_status[st]);
+	for (ui = 0; drop && ui < nup; ui++) {
+		const char *const v[] = { c->cfg->upstreams[ui].name };
+		metrics_set(m->dropped_bytes, v, drop[ui * 4]);
+		metrics_set(m->dropped_packets, v, drop[ui * 4 + 1]);
+		metrics_set(m->dropped_bps, v, drop[ui * 4 + 2]);
+		metrics_set(m->dropped_pps, v, drop[ui * 4 + 3]);
+	}
+	free(drop);
 }
 
 void core_get_stats(const struct core *c, struct core_stats *st)
