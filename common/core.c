@@ -177,8 +177,16 @@ struct up_sess {
 
 struct core {
 	const struct gw_config *cfg;
-	struct client_st *clients;
+	/* One record per configured client, allocated one by one so that
+	 * sessions keep pointing at them across a reload. */
+	struct client_st **clients;
 	size_t nclients;
+	/* The gateway's own client records, one per upstream used by an
+	 * operator request (core_own_request), and its mid counter. */
+	struct client_st **gw_own;
+	size_t ngw_own;
+	uint32_t own_next_mid;
+	bool draining; /* every request answered with a redirection */
 	struct hmap dn, up, reqs, cuids, mitigs;
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
@@ -433,8 +441,8 @@ static struct client_st *client_of(const struct core *c,
 				   const struct gw_client *cfg)
 {
 	for (size_t i = 0; i < c->nclients; i++)
-		if (c->clients[i].cfg == cfg)
-			return &c->clients[i];
+		if (c->clients[i]->cfg == cfg)
+			return c->clients[i];
 	return NULL;
 }
 
@@ -1367,10 +1375,18 @@ struct core *core_new(const struct gw_config *cfg, uint64_t seed)
 		free(c);
 		return NULL;
 	}
-	for (size_t i = 0; i < cfg->nclients; i++)
-		c->clients[i].cfg = &cfg->clients[i];
+	for (size_t i = 0; i < cfg->nclients; i++) {
+		if (!(c->clients[i] = calloc(1, sizeof(*c->clients[i])))) {
+			c->nclients = i;
+			core_free(c);
+			return NULL;
+		}
+		c->clients[i]->cfg = &cfg->clients[i];
+	}
 	return c;
 }
+
+static void gw_own_free_all(struct core *c);
 
 void core_free(struct core *c)
 {
@@ -1395,12 +1411,14 @@ void core_free(struct core *c)
 	while ((n = hmap_iter_next(&c->dn, &it)))
 		free(hmap_entry(n, struct dn_sess, node));
 	for (size_t i = 0; i < c->nclients; i++) {
-		struct dn_obs *o = c->clients[i].observers, *next;
+		struct dn_obs *o = c->clients[i]->observers, *next;
 		for (; o; o = next) {
 			next = o->next;
 			obs_free(o);
 		}
+		free(c->clients[i]);
 	}
+	gw_own_free_all(c);
 	hmap_free(&c->up);
 	hmap_free(&c->reqs);
 	hmap_free(&c->mitigs);
@@ -1524,7 +1542,489 @@ void core_get_stats(const struct core *c, struct core_stats *st)
 		if (hmap_entry(n, struct up_sess, node)->state == UP_READY)
 			st->up_ready++;
 	for (size_t i = 0; i < c->nclients; i++)
-		st->dn_observers += c->clients[i].n_observers;
+		st->dn_observers += c->clients[i]->n_observers;
+}
+
+/* ---- the gateway's own requests (RFC 8811 §3.3.1) ---------------------------------- */
+
+/*
+ * An operator's request is sent upstream as the gateway's own: a client
+ * record per upstream that no downstream session can match (its
+ * configuration lives here, not in the file), so that cuid binding,
+ * observation, re-sending after a reconnection and reload all work as for
+ * a configured client.
+ */
+/* The highest mid a client may use before it must reset (RFC 9132
+ * §4.4.1.1: 3221225471). */
+#define OWN_MID_MAX 3221225471u
+
+static const struct gw_upstream *upstream_by_name(const struct gw_config *cfg,
+						  const char *name)
+{
+	for (size_t i = 0; name && i < cfg->nupstreams; i++)
+		if (strcmp(cfg->upstreams[i].name, name) == 0)
+			return &cfg->upstreams[i];
+	return NULL;
+}
+
+struct gw_own {
+	struct client_st st;
+	struct gw_client cfg;
+	char name[96];
+};
+
+static struct client_st *gw_own_find(const struct core *c, const char *upstream)
+{
+	for (size_t i = 0; i < c->ngw_own; i++)
+		if (strcmp(c->gw_own[i]->cfg->upstream->name, upstream) == 0)
+			return c->gw_own[i];
+	return NULL;
+}
+
+static struct client_st *gw_own_get(struct core *c, const struct gw_upstream *u)
+{
+	struct client_st *cl = gw_own_find(c, u->name), **v;
+	struct gw_own *g;
+
+	if (cl)
+		return cl;
+	if (!(v = realloc(c->gw_own, (c->ngw_own + 1) * sizeof(*v))))
+		return NULL;
+	c->gw_own = v;
+	if (!(g = calloc(1, sizeof(*g))))
+		return NULL;
+	snprintf(g->name, sizeof(g->name), "gateway:%s", u->name);
+	g->cfg.name = g->name;
+	g->cfg.upstream_name = u->name;
+	g->cfg.upstream = (struct gw_upstream *)u;
+	g->st.cfg = &g->cfg;
+	c->gw_own[c->ngw_own++] = &g->st;
+	return &g->st;
+}
+
+static void gw_own_free_all(struct core *c)
+{
+	for (size_t i = 0; i < c->ngw_own; i++) {
+		struct client_st *cl = c->gw_own[i];
+		struct dn_obs *o, *next;
+		for (o = cl->observers; o; o = next) {
+			next = o->next;
+			obs_free(o);
+		}
+		free(cl); /* the gw_own it starts */
+	}
+	free(c->gw_own);
+	c->gw_own = NULL;
+	c->ngw_own = 0;
+}
+
+void core_set_own_mid_base(struct core *c, uint32_t base)
+{
+	if (base > c->own_next_mid)
+		c->own_next_mid = base;
+}
+
+int core_own_request(struct core *c, const char *upstream, const char *cuid,
+		     const json_t *body, uint32_t *mid_out, dg_time_ms now,
+		     struct core_actions *out, struct dg_diag *d)
+{
+	const struct gw_upstream *ucfg = upstream_by_name(c->cfg, upstream);
+	struct client_st *cl;
+	struct cuid_st *cs;
+
+	if (!ucfg) {
+		dg_diag_set(d, "no upstream named \"%s\"", upstream ? upstream : "");
+		return DG_CODE_NOT_FOUND;
+	}
+	if (!cuid || !*cuid || strlen(cuid) > MODEL_ID_MAX) {
+		dg_diag_set(d, "no usable cuid for the gateway");
+		return DG_CODE_BAD_REQUEST;
+	}
+	int code = model_check_mitigation_request(body, MODEL_PUT_REQUEST, d);
+	if (code)
+		return code;
+	/* The gateway's cuid must not be a downstream client's. */
+	if ((cs = cuid_find(c, cuid)) && cs->owner != gw_own_find(c, ucfg->name)) {
+		dg_diag_set(d, "cuid %s is in use by client %s", cuid, cs->owner->cfg->name);
+		return DG_CODE_CONFLICT;
+	}
+	if (c->own_next_mid >= OWN_MID_MAX) {
+		dg_diag_set(d, "the gateway's mids are exhausted (RFC 9132 §4.4.1.1)");
+		return DG_CODE_UNAVAILABLE;
+	}
+	if (!(cl = gw_own_get(c, ucfg))) {
+		dg_diag_set(d, "out of memory");
+		return DG_CODE_UNAVAILABLE;
+	}
+	if (!cl->up && !up_create(c, cl, now, out)) {
+		dg_diag_set(d, "cannot open a session to %s", ucfg->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	/* Strictly increasing, never reused (RFC 9132 §4.4.1.1). */
+	uint32_t mid = ++c->own_next_mid;
+	struct up_req *r = relay_put(c, cl, REQ_RELAY_PUT, cuid, mid,
+				     model_scope_entry(body), false,
+				     c->cfg->hop_limit, now, out);
+	if (!r) {
+		dg_diag_set(d, "upstream %s: queue full", ucfg->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	dg_info(LOG_CORE, "client=%s cuid=%s mid=%" PRIu32 " operator request sent",
+		cl->cfg->name, cuid, mid);
+	*mid_out = mid;
+	return 0;
+}
+
+int core_own_withdraw(struct core *c, const char *upstream, const char *cuid,
+		      uint32_t mid, dg_time_ms now, struct core_actions *out,
+		      struct dg_diag *d)
+{
+	struct client_st *cl = upstream ? gw_own_find(c, upstream) : NULL;
+	struct cuid_st *cs = cuid_find(c, cuid);
+	char cdid[IDENT_LEN + 1];
+
+	if (!cl || !cs || cs->owner != cl || !mitig_find(cs, mid)) {
+		dg_diag_set(d, "no gateway mitigation mid %" PRIu32 " on upstream %s",
+			mid, upstream ? upstream : "-");
+		return DG_CODE_NOT_FOUND;
+	}
+	if (!cl->up && !up_create(c, cl, now, out)) {
+		dg_diag_set(d, "cannot open a session to %s", upstream);
+		return DG_CODE_UNAVAILABLE;
+	}
+	char *path = mitigate_path(client_cdid(c, cl, cdid), cuid, true, mid);
+	struct up_req *r = up_request(c, cl->up, REQ_RELAY_DELETE, CORE_DELETE,
+				      path, NULL, now);
+	if (!r) {
+		dg_diag_set(d, "upstream %s: queue full", upstream);
+		return DG_CODE_UNAVAILABLE;
+	}
+	r->msg.has_hop_limit = true;
+	r->msg.hop_limit = c->cfg->hop_limit;
+	snprintf(r->cuid, sizeof(r->cuid), "%s", cuid);
+	r->mid = mid;
+	req_go(c, r, now, out);
+	dg_info(LOG_CORE, "client=%s cuid=%s mid=%" PRIu32 " operator withdrawal sent",
+		cl->cfg->name, cuid, mid);
+	return 0;
+}
+
+/* ---- reload ----------------------------------------------------------------------------- */
+
+static bool str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool bytes_same(const uint8_t *a, size_t alen, const uint8_t *b,
+		       size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* Whether a session opened to a could go on serving b unchanged: any
+ * difference (address, credential, timers) means a new session. */
+static bool upstream_same(const struct gw_upstream *a,
+			  const struct gw_upstream *b)
+{
+	if (!a || !b)
+		return a == b;
+	return str_same(a->name, b->name) && str_same(a->address, b->address) &&
+	       a->port == b->port && a->transport == b->transport &&
+	       str_same(a->cred.psk_identity, b->cred.psk_identity) &&
+	       bytes_same(a->cred.psk_key, a->cred.psk_key_len, b->cred.psk_key,
+			  b->cred.psk_key_len) &&
+	       str_same(a->cred.cert, b->cred.cert) &&
+	       str_same(a->cred.key, b->cred.key) &&
+	       str_same(a->cred.ca, b->cred.ca) &&
+	       str_same(a->server_name, b->server_name) &&
+	       a->heartbeat_interval == b->heartbeat_interval &&
+	       a->missing_hb_allowed == b->missing_hb_allowed &&
+	       a->reconnect_min == b->reconnect_min &&
+	       a->reconnect_max == b->reconnect_max;
+}
+
+/* Whether a session authenticated under a is still authenticated under b. */
+static bool client_cred_same(const struct gw_client *a, const struct gw_client *b)
+{
+	return str_same(a->psk_identity, b->psk_identity) &&
+	       bytes_same(a->psk_key, a->psk_key_len, b->psk_key, b->psk_key_len) &&
+	       str_same(a->cert_name, b->cert_name);
+}
+
+static int client_name_cmp(const void *a, const void *b)
+{
+	const struct gw_client *x = *(const struct gw_client *const *)a;
+	const struct gw_client *y = *(const struct gw_client *const *)b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* Closes every downstream session of cl; the core forgets them at once,
+ * as when a session times out. */
+static void client_close_sessions(struct core *c, struct client_st *cl,
+				  dg_time_ms now, struct core_actions *out)
+{
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+
+	while ((n = hmap_iter_next(&c->dn, &it))) {
+		struct dn_sess *s = hmap_entry(n, struct dn_sess, node);
+		struct core_action *a;
+
+		if (s->cl != cl)
+			continue;
+		if ((a = act_push(out, CORE_ACT_DN_CLOSE)))
+			a->dn_sid = s->sid;
+		core_on_dn_session_down(c, s->sid, now, out);
+	}
+}
+
+/* A client gone from the configuration: its sessions close and the
+ * gateway forgets its state. Its mitigations are not withdrawn upstream:
+ * they end at their lifetime there, as when a client goes silent. */
+static void client_remove(struct core *c, struct client_st *cl, dg_time_ms now,
+			  struct core_actions *out)
+{
+	dg_info(LOG_CORE, "reload: client=%s removed; closing its sessions",
+		cl->cfg->name);
+	client_close_sessions(c, cl, now, out);
+	while (cl->cuids) {
+		struct cuid_st *cs = cl->cuids;
+		while (cs->mitigs) {
+			struct mitig *m = cs->mitigs;
+			cs->mitigs = m->next;
+			observe_cancel(c, m);
+			hmap_remove(&c->mitigs, &m->node);
+			json_decref(m->entry);
+			json_decref(m->status);
+			free(m);
+		}
+		cl->cuids = cs->next;
+		hmap_remove(&c->cuids, &cs->node);
+		free(cs);
+	}
+	while (cl->observers) {
+		struct dn_obs *o = cl->observers;
+		cl->observers = o->next;
+		obs_free(o);
+	}
+	if (cl->up) {
+		struct core_action *a = act_push(out, CORE_ACT_UP_CLOSE);
+		if (a) {
+			a->up_id = cl->up->id;
+			a->final = true;
+		}
+		up_free(c, cl->up);
+	}
+	free(cl);
+}
+
+/* The client's upstream changed: its session closes and a new one opens
+ * to the new upstream, where its active mitigations are installed again
+ * once it is ready (up_resend_mitigations), as after a reconnection. */
+static void client_rehome(struct core *c, struct client_st *cl, dg_time_ms now,
+			  struct core_actions *out)
+{
+	struct up_sess *u = cl->up;
+	struct core_action *a;
+
+	dg_info(LOG_CORE, "reload: client=%s upstream changed (%s -> %s); re-homing",
+		cl->cfg->name, up_name(u),
+		cl->cfg->upstream ? cl->cfg->upstream->name : "-");
+	if ((a = act_push(out, CORE_ACT_UP_CLOSE))) {
+		a->up_id = u->id;
+		a->final = true;
+	}
+	up_fail_requests(c, u, "upstream reconfigured", out);
+	up_free(c, u);
+	if (cl->cfg->upstream && (cl->n_dn || client_has_mitigations(cl)))
+		up_create(c, cl, now, out);
+}
+
+int core_reconfigure(struct core *c, const struct gw_config *cfg,
+		     const struct gw_client **old_to_new, dg_time_ms now,
+		     struct core_actions *out, struct core_reload_stats *st)
+{
+	size_t nnew = cfg->nclients, nold = c->nclients;
+	struct client_st **nv = calloc(nnew ? nnew : 1, sizeof(*nv));
+	const struct gw_client **sorted = calloc(nnew ? nnew : 1, sizeof(*sorted));
+	bool *kept = calloc(nold ? nold : 1, sizeof(*kept));
+	int rc = DG_ENOMEM;
+
+	memset(st, 0, sizeof(*st));
+	if (!nv || !sorted || !kept)
+		goto out;
+	/* Clients are matched by name: O(n log n) so that a reload with
+	 * thousands of clients stays instant. */
+	for (size_t i = 0; i < nnew; i++)
+		sorted[i] = &cfg->clients[i];
+	qsort(sorted, nnew, sizeof(*sorted), client_name_cmp);
+	for (size_t j = 0; j < nold; j++) {
+		const struct gw_client *key = c->clients[j]->cfg, **hit;
+
+		hit = bsearch(&key, sorted, nnew, sizeof(*sorted), client_name_cmp);
+		old_to_new[j] = hit ? *hit : NULL;
+		if (hit) {
+			nv[*hit - cfg->clients] = c->clients[j];
+			kept[j] = true;
+		}
+	}
+	/* Everything that can fail happens before anything changes. */
+	for (size_t i = 0; i < nnew; i++) {
+		if (nv[i])
+			continue;
+		if (!(nv[i] = calloc(1, sizeof(*nv[i])))) {
+			for (size_t k = 0; k < i; k++)
+				if (!nv[k]->cfg)
+					free(nv[k]);
+			goto out;
+		}
+	}
+	for (size_t j = 0; j < nold; j++) {
+		if (!kept[j]) {
+			client_remove(c, c->clients[j], now, out);
+			st->clients_removed++;
+		}
+	}
+	c->cfg = cfg;
+	for (size_t i = 0; i < nnew; i++) {
+		struct client_st *cl = nv[i];
+		const struct gw_client *was = cl->cfg;
+
+		cl->cfg = &cfg->clients[i];
+		if (!was) {
+			st->clients_added++;
+			continue;
+		}
+		if (!client_cred_same(was, cl->cfg) && cl->n_dn) {
+			dg_info(LOG_CORE, "reload: client=%s credential changed; closing its sessions",
+				cl->cfg->name);
+			client_close_sessions(c, cl, now, out);
+			st->clients_reauth++;
+		}
+		if (!cl->up)
+			continue;
+		if (upstream_same(cl->up->cfg, cl->cfg->upstream)) {
+			cl->up->cfg = cl->cfg->upstream;
+			continue;
+		}
+		client_rehome(c, cl, now, out);
+		st->clients_rehomed++;
+	}
+	free(c->clients);
+	c->clients = nv;
+	c->nclients = nnew;
+	nv = NULL;
+	rc = 0;
+	/* The gateway's own records follow their upstream by name. */
+	for (size_t i = 0; i < c->ngw_own;) {
+		struct gw_own *g = (struct gw_own *)c->gw_own[i];
+		const struct gw_upstream *u = upstream_by_name(cfg, g->cfg.upstream->name);
+
+		if (!u) {
+			client_remove(c, &g->st, now, out);
+			c->gw_own[i] = c->gw_own[--c->ngw_own];
+			continue;
+		}
+		g->cfg.upstream = (struct gw_upstream *)u;
+		g->cfg.upstream_name = u->name;
+		if (g->st.up) {
+			if (upstream_same(g->st.up->cfg, u))
+				g->st.up->cfg = u;
+			else
+				client_rehome(c, &g->st, now, out);
+		}
+		i++;
+	}
+out:
+	free(nv);
+	free(sorted);
+	free(kept);
+	return rc;
+}
+
+/* ---- drain (RFC 9132 §4.6) ---------------------------------------------------------------- */
+
+static json_t *redirect_body(const struct core *c)
+{
+	const struct gw_drain *dr = &c->cfg->drain;
+	json_t *rs = json_object(), *recs = json_array(), *body = json_object();
+
+	if (!rs || !recs || !body ||
+	    json_object_set_new(rs, "alt-server", json_string(dr->alternate))) {
+		json_decref(rs);
+		json_decref(recs);
+		json_decref(body);
+		return NULL;
+	}
+	for (size_t i = 0; i < dr->naddresses; i++)
+		json_array_append_new(recs, json_string(dr->addresses[i]));
+	if (dr->naddresses)
+		json_object_set_new(rs, "alt-server-record", recs);
+	else
+		json_decref(recs);
+	json_object_set_new(body, CBOR_MSG_REDIRECT, rs);
+	return body;
+}
+
+/* 5.03 with the redirection and its lifetime as Max-Age. */
+static void reply_redirect(struct core *c, uint64_t dn_sid, uint64_t req_id,
+			   struct core_actions *out)
+{
+	json_t *body = redirect_body(c);
+	struct core_action *a;
+
+	reply(out, dn_sid, req_id, DG_CODE_UNAVAILABLE, body);
+	json_decref(body);
+	if ((a = last_reply(out, req_id))) {
+		a->msg.has_max_age = true;
+		a->msg.max_age = c->cfg->drain.ttl;
+	}
+}
+
+int core_drain(struct core *c, bool on, dg_time_ms now, struct core_actions *out,
+	       size_t *notified)
+{
+	json_t *body;
+
+	(void)now;
+	*notified = 0;
+	if (on && !c->cfg->drain.alternate)
+		return DG_EINVAL;
+	if (c->draining == on)
+		return 0;
+	c->draining = on;
+	dg_info(LOG_CORE, "drain %s%s%s", on ? "on: redirecting clients to " : "off",
+		on ? c->cfg->drain.alternate : "", on ? "" : "");
+	if (!on || !(body = redirect_body(c)))
+		return 0;
+	/* Observers learn at once: a 5.03 notification carrying the
+	 * redirection, which also ends the observation (RFC 7641 §4.2). The
+	 * others at their next request, heartbeats included. */
+	for (size_t i = 0; i < c->nclients; i++) {
+		struct client_st *cl = c->clients[i];
+		while (cl->observers) {
+			struct dn_obs *o = cl->observers;
+			struct core_action *a;
+			dn_notify_one(c, o, DG_CODE_UNAVAILABLE, body, out);
+			if (out->n && (a = &out->v[out->n - 1])->type == CORE_ACT_DN_SEND) {
+				a->msg.has_max_age = true;
+				a->msg.max_age = c->cfg->drain.ttl;
+			}
+			cl->observers = o->next;
+			cl->n_observers--;
+			obs_free(o);
+			(*notified)++;
+		}
+	}
+	json_decref(body);
+	return 0;
+}
+
+bool core_draining(const struct core *c)
+{
+	return c->draining;
 }
 
 /* ---- downstream sessions --------------------------------------------------------------- */
@@ -2007,6 +2507,10 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 	if (req->unknown_critical) {
 		reply_diag(out, s->sid, req->req_id, DG_CODE_BAD_OPTION,
 			   "unrecognized critical option");
+		return;
+	}
+	if (c->draining) {
+		reply_redirect(c, s->sid, req->req_id, out);
 		return;
 	}
 	int code = model_parse_uri(req->path, req->npath, &uri, &d);

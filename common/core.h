@@ -185,6 +185,70 @@ struct metrics_dots;
 void core_set_metrics(struct core *c, struct metrics_dots *m);
 void core_collect_metrics(const struct core *c, struct metrics_dots *m);
 
+/* ---- the gateway's own requests (RFC 8811 §3.3.1) ------------------------ */
+
+/*
+ * An operator's mitigation request, sent to upstream as the gateway's own
+ * with cuid (the caller derives it from the gateway's credential for that
+ * upstream, RFC 9132 §4.4.1.2) and the next of the gateway's mids, which
+ * strictly increase. body is a full mitigation-scope request (one scope
+ * entry), validated as a client's would be. Returns 0 with *mid_out set
+ * (the upstream's answer arrives later; the mitigation then shows among
+ * the others under client "gateway:UPSTREAM"), or a CoAP-style code
+ * (404 no such upstream, 400/422 invalid, 409 cuid in use, 503) with d
+ * saying why.
+ */
+int core_own_request(struct core *c, const char *upstream, const char *cuid,
+		     const json_t *body, uint32_t *mid_out, dg_time_ms now,
+		     struct core_actions *out, struct dg_diag *d);
+/* Withdraws the gateway's own mitigation mid (404 when it has none). */
+int core_own_withdraw(struct core *c, const char *upstream, const char *cuid,
+		      uint32_t mid, dg_time_ms now, struct core_actions *out,
+		      struct dg_diag *d);
+/* The gateway's mids continue above base (until the persistent store of
+ * issue 3, io passes a wall-clock-derived base so that mids still grow
+ * across restarts). */
+void core_set_own_mid_base(struct core *c, uint32_t base);
+
+/* ---- drain -------------------------------------------------------------- */
+
+/*
+ * Drain on: every downstream observation gets a 5.03 notification with a
+ * redirection to cfg->drain (RFC 9132 §4.6, Max-Age = its ttl) and ends;
+ * from then on every downstream request, on old and new sessions, is
+ * answered the same way. Drain off: service as usual. *notified counts
+ * the observations told. Returns 0, or DG_EINVAL when no alternate is
+ * configured (nothing changed).
+ */
+int core_drain(struct core *c, bool on, dg_time_ms now, struct core_actions *out,
+	       size_t *notified);
+bool core_draining(const struct core *c);
+
+/* ---- reload --------------------------------------------------------------- */
+
+struct core_reload_stats {
+	size_t clients_added, clients_removed, clients_reauth, clients_rehomed;
+};
+
+/*
+ * Moves the core to cfg (which must outlive it; the caller frees the old
+ * configuration after this returns). Clients are matched by name:
+ * - a client no longer configured: its sessions close (DN_CLOSE) and the
+ *   core forgets its state; its mitigations end at their lifetime upstream;
+ * - a client whose credential changed: its sessions close, its state stays;
+ * - a client whose upstream (or any setting of it) changed: its upstream
+ *   session closes and one opens to the new upstream, where its active
+ *   mitigations are installed again;
+ * - everything else (scopes, limits, hop-limit...) applies to the next
+ *   request; negotiated session parameters stay as negotiated.
+ * old_to_new (one slot per client of the old configuration, in its order)
+ * receives each old client's new record, or NULL, for io's own pointers.
+ * Returns 0, or DG_ENOMEM with nothing changed.
+ */
+int core_reconfigure(struct core *c, const struct gw_config *cfg,
+		     const struct gw_client **old_to_new, dg_time_ms now,
+		     struct core_actions *out, struct core_reload_stats *st);
+
 /* Stops: withdraws nothing (mitigations outlive the gateway upstream),
  * closes every session. */
 void core_shutdown(struct core *c, struct core_actions *out);

@@ -148,6 +148,19 @@ static const struct cf_key cf_server_keys[] = {
 	{ "key", CF_FILE, CF_FIELD(struct gw_config, server_cred.key), CF_PATH },
 	{ "ca", CF_FILE, CF_FIELD(struct gw_config, server_cred.ca), CF_PATH },
 	{ .name = "session", .type = CF_SECTION },
+	{ .name = "drain", .type = CF_SECTION },
+};
+
+/* RFC 9132 §4.6: alt-server is a domain name, alt-server-record IP
+ * addresses, Max-Age the redirection's lifetime (0: this request only). */
+static const struct cf_key cf_drain_keys[] = {
+	{ "alternate", CF_STRING, CF_FIELD(struct gw_config, drain.alternate),
+	  .flags = CF_REQUIRED, .lo = 1, .hi = 253, .check = cf_check_dns },
+	{ "addresses", CF_STRLIST, CF_FIELD(struct gw_config, drain.addresses),
+	  CF_COUNT(struct gw_config, drain.naddresses), .lo = 2, .hi = 45,
+	  .check = cf_check_ip },
+	{ "ttl", CF_INT, CF_FIELD(struct gw_config, drain.ttl),
+	  .lo = 0, .hi = 4294967295LL, .def = 300 },
 };
 
 /*
@@ -1181,7 +1194,7 @@ static void cf_listeners(struct cf_ctx *c)
 
 static void cf_server(struct cf_ctx *c, const config_setting_t *root)
 {
-	const config_setting_t *session;
+	const config_setting_t *session, *drain;
 
 	c->server = cf_group(c, cf_member(root, "server"), "server");
 	cf_apply(c, c->server, "server", cf_server_keys, CF_NKEYS(cf_server_keys),
@@ -1192,6 +1205,10 @@ static void cf_server(struct cf_ctx *c, const config_setting_t *root)
 		 CF_NKEYS(cf_session_keys), c->cfg);
 	c->listen = cf_member(c->server, "listen");
 	cf_listeners(c);
+	drain = cf_group(c, cf_member(c->server, "drain"), "server.drain");
+	if (drain)
+		cf_apply(c, drain, "server.drain", cf_drain_keys,
+			 CF_NKEYS(cf_drain_keys), c->cfg);
 }
 
 static void cf_upstreams(struct cf_ctx *c, const config_setting_t *root)
@@ -1453,6 +1470,10 @@ void config_free(struct gw_config *cfg)
 		cf_free_scope(&cl->scope);
 	}
 	free(cfg->clients);
+	free(cfg->drain.alternate);
+	for (i = 0; cfg->drain.addresses && i < cfg->drain.naddresses; i++)
+		free(cfg->drain.addresses[i]);
+	free(cfg->drain.addresses);
 	for (i = 0; cfg->upstreams && i < cfg->nupstreams; i++) {
 		struct gw_upstream *u = &cfg->upstreams[i];
 

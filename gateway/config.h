@@ -137,6 +137,12 @@ struct gw_config {
 	struct model_session_limits session_mitigating, session_idle;
 	struct model_session_config session_default;
 
+	/* server.drain: where a drain redirects clients (RFC 9132 §4.6). */
+	struct gw_drain {
+		char *alternate;          /* alt-server; NULL: drain refused */
+		char **addresses; size_t naddresses; /* alt-server-record */
+		uint32_t ttl;             /* Max-Age of the redirection, s */
+	} drain;
 	struct gw_client *clients; size_t nclients;
 	struct gw_upstream *upstreams; size_t nupstreams;
 

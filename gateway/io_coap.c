@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
+
+#include <gnutls/gnutls.h>
 
 #include <coap3/coap.h>
 
@@ -76,6 +79,7 @@ struct io {
 	coap_session_t **releases;
 	size_t nreleases, releases_cap;
 	coap_bin_const_t *client_keys; /* PSK per configured client */
+	coap_endpoint_t **endpoints;   /* one per cfg->listen entry */
 	bool stopping;
 	int busy;       /* nesting depth of action execution */
 	bool in_coap;   /* inside coap_io_process() */
@@ -470,12 +474,15 @@ static int server_name_check(const char *cn, const uint8_t *der, size_t len,
 			     coap_session_t *s, unsigned int depth,
 			     int validated, void *arg)
 {
-	const struct gw_upstream *u = arg;
+	/* The session's own record, not a configuration pointer given at
+	 * creation: a reload may replace the configuration mid-handshake. */
+	struct io_up *iu = coap_session_get_app_data(s);
+	const struct gw_upstream *u = iu ? iu->cfg : NULL;
 
 	(void)der;
 	(void)len;
-	(void)s;
-	if (!validated)
+	(void)arg;
+	if (!validated || !u)
 		return 0;
 	if (depth > 0 || !u->server_name)
 		return 1;
@@ -500,7 +507,6 @@ static void do_up_open(struct io *io, struct core_action *a)
 		if (!(iu = calloc(1, sizeof(*iu))))
 			goto failed;
 		iu->up_id = a->up_id;
-		iu->cfg = u;
 		if (hmap_insert(&io->up, &iu->node, hmap_hash_u64(iu->up_id))) {
 			free(iu);
 			goto failed;
@@ -511,6 +517,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 		defer_release(io, iu->session);
 		iu->session = NULL;
 	}
+	iu->cfg = u;
 	iu->connected = false;
 	if (resolve(u->address, u->port, u->transport, &addr)) {
 		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, u->address);
@@ -543,7 +550,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 		pki.cert_chain_validation = 1;
 		pki.cert_chain_verify_depth = 3;
 		pki.validate_cn_call_back = server_name_check;
-		pki.cn_call_back_arg = (void *)u;
+		pki.cn_call_back_arg = NULL;
 		pki.client_sni = u->server_name;
 		pki.pki_key.key_type = COAP_PKI_KEY_PEM;
 		pki.pki_key.key.pem.ca_file = u->cred.ca;
@@ -608,7 +615,7 @@ static void do_up_send(struct io *io, struct core_action *a)
 	coap_pdu_t *pdu = msg_pdu(iu->session,
 				  msg_type(a->msg.confirmable), &a->msg);
 	if (!pdu || coap_send(iu->session, pdu) == COAP_INVALID_MID)
-		dg_debug(LOG_IO, "[%s] send failed", iu->cfg->name);
+		dg_debug(LOG_IO, "[%s] send failed", iu->cfg ? iu->cfg->name : "-");
 }
 
 static void arm_timer(struct io *io);
@@ -1116,7 +1123,8 @@ static void arm_timer(struct io *io)
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
-static int add_listener(struct io *io, const struct gw_listen *l)
+static int add_listener(struct io *io, const struct gw_listen *l,
+			coap_endpoint_t **ep)
 {
 	coap_address_t addr;
 	coap_proto_t proto;
@@ -1129,7 +1137,7 @@ static int add_listener(struct io *io, const struct gw_listen *l)
 	case GW_TR_TCP: proto = COAP_PROTO_TCP; break;
 	default: proto = COAP_PROTO_UDP; break;
 	}
-	if (!coap_new_endpoint(io->srv, &addr, proto)) {
+	if (!(*ep = coap_new_endpoint(io->srv, &addr, proto))) {
 		dg_err(LOG_IO, "cannot listen on %s port %u (%s)", l->address,
 		       l->port, gw_transport_name(l->transport));
 		return DG_EIO;
@@ -1139,20 +1147,30 @@ static int add_listener(struct io *io, const struct gw_listen *l)
 	return 0;
 }
 
+/* The PSK of each configured client, in cfg->clients order (pointing into
+ * cfg, which libcoap copies per session). */
+static coap_bin_const_t *client_keys_build(const struct gw_config *cfg)
+{
+	coap_bin_const_t *keys = calloc(cfg->nclients ? cfg->nclients : 1,
+					sizeof(*keys));
+
+	for (size_t i = 0; keys && i < cfg->nclients; i++) {
+		keys[i].s = cfg->clients[i].psk_key;
+		keys[i].length = cfg->clients[i].psk_key_len;
+	}
+	return keys;
+}
+
+/* libcoap keeps the pointers given here (hint, certificate paths) and
+ * uses them at each new handshake: called again with each configuration
+ * a reload installs, before the old one is freed. */
 static int setup_server_credentials(struct io *io)
 {
 	const struct gw_config *cfg = io->cfg;
 	bool any_psk = false;
 
-	io->client_keys = calloc(cfg->nclients ? cfg->nclients : 1,
-				 sizeof(*io->client_keys));
-	if (!io->client_keys)
-		return DG_ENOMEM;
-	for (size_t i = 0; i < cfg->nclients; i++) {
-		io->client_keys[i].s = cfg->clients[i].psk_key;
-		io->client_keys[i].length = cfg->clients[i].psk_key_len;
+	for (size_t i = 0; i < cfg->nclients; i++)
 		any_psk |= cfg->clients[i].psk_identity != NULL;
-	}
 	if (any_psk) {
 		coap_dtls_spsk_t spsk;
 		memset(&spsk, 0, sizeof(spsk));
@@ -1225,6 +1243,10 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 		seed = uv_hrtime();
 	io->core = core_new(cfg, seed);
+	/* Until the state store (issue 3) keeps the gateway's mid counter,
+	 * seconds since 2020-09-13 keep its mids growing across restarts. */
+	if (io->core)
+		core_set_own_mid_base(io->core, (uint32_t)(time(NULL) - 1600000000));
 	io->srv = coap_new_context(NULL);
 	io->cli = coap_new_context(NULL);
 	if (!io->core || !io->srv || !io->cli) {
@@ -1247,6 +1269,12 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 	if (!r)
 		goto fail;
 	coap_add_resource(io->cli, r);
+	if (!(io->client_keys = client_keys_build(cfg)) ||
+	    !(io->endpoints = calloc(cfg->nlisten ? cfg->nlisten : 1,
+				     sizeof(*io->endpoints)))) {
+		rc = DG_ENOMEM;
+		goto fail;
+	}
 	if ((rc = setup_server_credentials(io)))
 		goto fail;
 	if (cfg->insecure_lab)
@@ -1254,7 +1282,7 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 			"unauthenticated; plain sessions act as client '%s'. Never in production.",
 			cfg->nclients ? cfg->clients[0].name : "-");
 	for (size_t i = 0; i < cfg->nlisten; i++)
-		if ((rc = add_listener(io, &cfg->listen[i])))
+		if ((rc = add_listener(io, &cfg->listen[i], &io->endpoints[i])))
 			goto fail;
 
 	uv_poll_init(loop, &io->srv_poll, coap_context_get_coap_fd(io->srv));
@@ -1286,6 +1314,208 @@ int io_set_metrics(struct io *io, struct metrics_dots *m)
 	io->metrics = m;
 	core_set_metrics(io->core, m);
 	return metrics_add_collector(m->reg, collect, io);
+}
+
+/* ---- the gateway's own requests ----------------------------------------------------------- */
+
+/* The gateway's cuid toward u, derived from the credential it presents
+ * there as RFC 9132 §4.4.1.2 asks: the certificate's SPKI, or the PSK
+ * identity. */
+static int own_cuid(const struct gw_upstream *u, char out[IDENT_LEN + 1])
+{
+	gnutls_datum_t pem = { NULL, 0 }, der = { NULL, 0 };
+	uint8_t *spki = NULL;
+	size_t spki_len = 0;
+	int rc;
+
+	if (u->cred.psk_identity)
+		return ident_derive((const uint8_t *)u->cred.psk_identity,
+				    strlen(u->cred.psk_identity), out);
+	if (!u->cred.cert)
+		/* Plain CoAP (lab mode): no credential; the name stands in. */
+		return ident_derive((const uint8_t *)u->name, strlen(u->name), out);
+	if (gnutls_load_file(u->cred.cert, &pem) < 0)
+		return DG_EIO;
+	rc = gnutls_pem_base64_decode2("CERTIFICATE", &pem, &der) < 0 ? DG_EINVAL :
+	     ident_spki_from_cert(der.data, der.size, &spki, &spki_len);
+	if (rc == 0)
+		rc = ident_derive(spki, spki_len, out);
+	free(spki);
+	gnutls_free(der.data);
+	gnutls_free(pem.data);
+	return rc;
+}
+
+static const struct gw_upstream *own_upstream(const struct io *io,
+					      const char *name,
+					      struct dg_diag *d)
+{
+	if (name)
+		return config_upstream_by_name(io->cfg, name);
+	if (io->cfg->nupstreams == 1)
+		return &io->cfg->upstreams[0];
+	dg_diag_set(d, "several upstreams: name one");
+	return NULL;
+}
+
+int io_own_request(struct io *io, const char *upstream, const json_t *body,
+		   uint32_t *mid, char *cuid_out, struct dg_diag *d)
+{
+	const struct gw_upstream *u = own_upstream(io, upstream, d);
+	char cuid[IDENT_LEN + 1];
+	int code;
+
+	if (!u) {
+		if (!d->text[0])
+			dg_diag_set(d, "no upstream named \"%s\"", upstream);
+		return DG_CODE_NOT_FOUND;
+	}
+	if (own_cuid(u, cuid)) {
+		dg_diag_set(d, "cannot derive the gateway's cuid from %s",
+			    u->cred.cert ? u->cred.cert : u->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	code = core_own_request(io->core, u->name, cuid, body, mid, io_now(),
+				&io->acts, d);
+	run_actions(io);
+	kick_if_needed(io);
+	if (code == 0 && cuid_out)
+		memcpy(cuid_out, cuid, sizeof(cuid));
+	return code;
+}
+
+int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
+		    struct dg_diag *d)
+{
+	const struct gw_upstream *u = own_upstream(io, upstream, d);
+	char cuid[IDENT_LEN + 1];
+	int code;
+
+	if (!u) {
+		if (!d->text[0])
+			dg_diag_set(d, "no upstream named \"%s\"", upstream);
+		return DG_CODE_NOT_FOUND;
+	}
+	if (own_cuid(u, cuid)) {
+		dg_diag_set(d, "cannot derive the gateway's cuid");
+		return DG_CODE_UNAVAILABLE;
+	}
+	code = core_own_withdraw(io->core, u->name, cuid, mid, io_now(), &io->acts, d);
+	run_actions(io);
+	kick_if_needed(io);
+	return code;
+}
+
+/* ---- drain ----------------------------------------------------------------------------- */
+
+int io_drain(struct io *io, bool on, size_t *notified)
+{
+	int rc = core_drain(io->core, on, io_now(), &io->acts, notified);
+
+	run_actions(io);
+	kick_if_needed(io);
+	return rc;
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+static bool listen_same(const struct gw_listen *a, const struct gw_listen *b)
+{
+	return a->transport == b->transport && a->port == b->port &&
+	       strcmp(a->address, b->address) == 0;
+}
+
+static const struct gw_listen *listen_find(const struct gw_config *cfg,
+					   const struct gw_listen *l)
+{
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		if (listen_same(&cfg->listen[i], l))
+			return &cfg->listen[i];
+	return NULL;
+}
+
+int io_reload(struct io *io, const struct gw_config *ncfg)
+{
+	const struct gw_config *old = io->cfg;
+	coap_bin_const_t *keys = NULL;
+	coap_endpoint_t **eps = NULL;
+	const struct gw_client **map = NULL;
+	struct core_reload_stats st;
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+	size_t opened = 0;
+	int rc = DG_ENOMEM;
+
+	if (io->stopping)
+		return DG_EINVAL;
+	/* Closing a listener would free libcoap sessions that still hold
+	 * references (asyncs): refused rather than risked. */
+	for (size_t i = 0; i < old->nlisten; i++) {
+		if (!listen_find(ncfg, &old->listen[i])) {
+			dg_err(LOG_IO, "reload refused: listener %s port %u (%s) removed; "
+			       "removing a listener needs a restart",
+			       old->listen[i].address, old->listen[i].port,
+			       gw_transport_name(old->listen[i].transport));
+			return DG_EINVAL;
+		}
+	}
+	if (!(keys = client_keys_build(ncfg)) ||
+	    !(eps = calloc(ncfg->nlisten ? ncfg->nlisten : 1, sizeof(*eps))) ||
+	    !(map = calloc(old->nclients ? old->nclients : 1, sizeof(*map))))
+		goto fail;
+	for (size_t i = 0; i < ncfg->nlisten; i++) {
+		for (size_t j = 0; j < old->nlisten; j++)
+			if (listen_same(&old->listen[j], &ncfg->listen[i]))
+				eps[i] = io->endpoints[j];
+		if (eps[i])
+			continue;
+		if ((rc = add_listener(io, &ncfg->listen[i], &eps[i])))
+			goto fail;
+		opened++;
+	}
+	rc = core_reconfigure(io->core, ncfg, map, io_now(), &io->acts, &st);
+	if (rc)
+		goto fail;
+	/* From here on nothing fails: io follows the core to ncfg. */
+	io->cfg = ncfg;
+	free(io->client_keys);
+	io->client_keys = keys;
+	free(io->endpoints);
+	io->endpoints = eps;
+	if (setup_server_credentials(io))
+		dg_err(LOG_IO, "reload: server credentials could not be set up again");
+	while ((n = hmap_iter_next(&io->dn, &it))) {
+		struct io_dn *d = hmap_entry(n, struct io_dn, node);
+		if (d->client)
+			d->client = map[d->client - old->clients];
+	}
+	it = (struct hmap_iter){ 0, NULL };
+	while ((n = hmap_iter_next(&io->up, &it))) {
+		struct io_up *iu = hmap_entry(n, struct io_up, node);
+		if (iu->cfg)
+			iu->cfg = config_upstream_by_name(ncfg, iu->cfg->name);
+	}
+	free(map);
+	dg_info(LOG_IO, "reload: clients=%zu (added=%zu removed=%zu re-authenticating=%zu "
+		"re-homed=%zu) upstreams=%zu listeners=%zu (opened=%zu)",
+		ncfg->nclients, st.clients_added, st.clients_removed,
+		st.clients_reauth, st.clients_rehomed, ncfg->nupstreams,
+		ncfg->nlisten, opened);
+	run_actions(io);
+	kick_if_needed(io);
+	return 0;
+fail:
+	for (size_t i = 0; eps && i < ncfg->nlisten; i++) {
+		bool mine = eps[i] != NULL;
+		for (size_t j = 0; mine && j < old->nlisten; j++)
+			mine = eps[i] != io->endpoints[j];
+		if (mine)
+			coap_free_endpoint(eps[i]);
+	}
+	free(keys);
+	free(eps);
+	free(map);
+	return rc;
 }
 
 void io_stop(struct io *io)
@@ -1347,5 +1577,6 @@ void io_free(struct io *io)
 	hmap_free(&io->dn);
 	free(io->releases);
 	free(io->client_keys);
+	free(io->endpoints);
 	free(io);
 }

@@ -17,6 +17,8 @@
 
 #include <uv.h>
 
+#include <jansson.h>
+
 #include "config.h"
 
 struct io;
@@ -27,6 +29,32 @@ struct io;
  * could not be set up: the reason was logged) or DG_ENOMEM.
  */
 int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out);
+
+/*
+ * Moves a running gateway to ncfg, which must outlive io (the caller
+ * frees the previous configuration once this returned 0). New listeners
+ * open; the core follows (core_reconfigure: revoked clients' sessions
+ * close, changed upstreams re-home their mitigations); new handshakes use
+ * ncfg's credentials; established sessions stay. Returns 0, or DG_EINVAL
+ * (a listener was removed: needs a restart; logged), DG_EIO (a new
+ * listener could not open; logged) or DG_ENOMEM, with nothing changed.
+ */
+int io_reload(struct io *io, const struct gw_config *ncfg);
+
+/*
+ * An operator's mitigation request sent upstream as the gateway's own
+ * (core_own_request), to upstream (NULL: the only one) with the gateway's
+ * cuid for it (written to cuid_out, IDENT_LEN + 1 bytes, if not NULL).
+ * Returns 0 with *mid set, or a CoAP-style code with d saying why.
+ */
+int io_own_request(struct io *io, const char *upstream, const json_t *body,
+		   uint32_t *mid, char *cuid_out, struct dg_diag *d);
+int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
+		    struct dg_diag *d);
+
+/* Drain on or off (core_drain): clients are redirected to the configured
+ * alternate. Returns 0 or DG_EINVAL (no alternate configured). */
+int io_drain(struct io *io, bool on, size_t *notified);
 
 /* Closes every session and handle; the loop then runs until empty, after
  * which io_free() releases the rest. */

@@ -48,7 +48,7 @@ struct im_conn {
 
 struct io_metrics {
 	uv_loop_t *loop;
-	const struct gw_metrics *cfg;
+	char *path; /* a copy: a reload frees the configuration */
 	struct metrics *reg;
 	uv_tcp_t listener;
 	bool listening, stopping;
@@ -211,7 +211,7 @@ static void im_respond(struct im_conn *c, int status, const char *body,
 /* The headers are complete: answer from the method and the target. */
 static void im_dispatch(struct im_conn *c)
 {
-	const struct gw_metrics *cfg = c->im->cfg;
+	const char *path = c->im->path;
 	struct http_parser_url u;
 	bool head = c->parser.method == HTTP_HEAD;
 	char *text = NULL;
@@ -228,8 +228,8 @@ static void im_dispatch(struct im_conn *c)
 		return;
 	}
 	/* The query, if any, is ignored. */
-	if (u.field_data[UF_PATH].len != strlen(cfg->path) ||
-	    memcmp(c->url + u.field_data[UF_PATH].off, cfg->path,
+	if (u.field_data[UF_PATH].len != strlen(path) ||
+	    memcmp(c->url + u.field_data[UF_PATH].off, path,
 		   u.field_data[UF_PATH].len) != 0) {
 		im_respond(c, 404, NULL, 0, false);
 		return;
@@ -391,8 +391,8 @@ int io_metrics_start(uv_loop_t *loop, const struct gw_metrics *cfg,
 	if (!im)
 		return DG_ENOMEM;
 	im->loop = loop;
-	im->cfg = cfg;
 	im->reg = reg;
+	im->path = strdup(cfg->path);
 	im->responses = metrics_register(reg, METRICS_COUNTER,
 		"dotsgw_metrics_http_responses_total",
 		"Answers of the metrics endpoint by HTTP status code.",
@@ -401,7 +401,8 @@ int io_metrics_start(uv_loop_t *loop, const struct gw_metrics *cfg,
 		"dotsgw_metrics_http_rejected_connections_total",
 		"Connections to the metrics endpoint refused because too many were open.",
 		NULL, NULL, 0);
-	if (!im->responses || !im->rejected) {
+	if (!im->path || !im->responses || !im->rejected) {
+		free(im->path);
 		free(im);
 		return DG_ENOMEM;
 	}
@@ -409,6 +410,7 @@ int io_metrics_start(uv_loop_t *loop, const struct gw_metrics *cfg,
 	if (uv_ip4_addr(cfg->address, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
 	    uv_ip6_addr(cfg->address, cfg->port, (struct sockaddr_in6 *)&ss) != 0) {
 		dg_err(LOG_MX, "bad metrics address %s", cfg->address);
+		free(im->path);
 		free(im);
 		return DG_EIO;
 	}
@@ -454,5 +456,6 @@ void io_metrics_free(struct io_metrics *im)
 		return;
 	if (im->open_handles || im->conns)
 		dg_err(LOG_MX, "freed with handles still open");
+	free(im->path);
 	free(im);
 }

@@ -33,7 +33,8 @@ struct io_metrics;
 
 /*
  * Listens on cfg->address:cfg->port and serves reg (which must outlive
- * the endpoint). Registers its own counters in reg. Returns 0, DG_EIO
+ * the endpoint) at cfg->path, which is copied: a reload that changes cfg
+ * takes effect at the next start. Registers its own counters in reg. Returns 0, DG_EIO
  * (cannot listen: logged) or DG_ENOMEM.
  */
 int io_metrics_start(uv_loop_t *loop, const struct gw_metrics *cfg,

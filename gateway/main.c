@@ -17,15 +17,29 @@
 #include "io_coap.h"
 #include "io_metrics.h"
 
+#if HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+/* Built without libsystemd: nobody to tell (the unit is then Type=exec). */
+static int sd_notify(int unset_environment, const char *state)
+{
+	(void)unset_environment;
+	(void)state;
+	return 0;
+}
+#endif
+
 struct app {
 	uv_loop_t loop;
-	uv_signal_t sigterm, sigint, sighup;
+	uv_signal_t sigterm, sigint, sighup, sigusr1, sigusr2;
 	struct io *io;
 	struct io_metrics *metrics_io;
 	struct metrics *metrics;
 	struct metrics_dots dots;
 	struct gw_config *cfg;
+	const char *config_path;
 	bool use_syslog;
+	bool level_from_cli; /* -l given: a reload keeps that level */
 };
 
 static void log_to_stderr(enum dg_log_level level, const char *group,
@@ -72,19 +86,77 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	struct app *app = h->data;
 
 	dg_info("main", "signal %d: shutting down", signum);
+	sd_notify(0, "STOPPING=1");
 	io_stop(app->io);
 	io_metrics_stop(app->metrics_io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
 	uv_close((uv_handle_t *)&app->sighup, NULL);
+	uv_close((uv_handle_t *)&app->sigusr1, NULL);
+	uv_close((uv_handle_t *)&app->sigusr2, NULL);
+}
+
+/* SIGUSR1 drains (clients redirected to server.drain, RFC 9132 §4.6),
+ * SIGUSR2 ends the drain. */
+static void on_drain_signal(uv_signal_t *h, int signum)
+{
+	struct app *app = h->data;
+	size_t told = 0;
+
+	if (io_drain(app->io, signum == SIGUSR1, &told))
+		dg_err("main", "drain refused: no server.drain alternate configured");
+	else if (signum == SIGUSR1)
+		dg_info("main", "draining to %s: %zu observations redirected",
+			app->cfg->drain.alternate, told);
+}
+
+static void report_reload_error(const char *line, void *arg)
+{
+	(void)arg;
+	dg_err("config", "%s", line);
+}
+
+/* Live reload: the whole new file is validated, and io checks what it
+ * cannot apply, before anything changes; on any refusal the running
+ * configuration stays as it was. */
+static int gw_reload(struct app *app)
+{
+	struct gw_config *ncfg = NULL;
+	int rc;
+
+	dg_info("main", "reloading %s", app->config_path);
+	if (config_load(app->config_path, &ncfg, report_reload_error, NULL)) {
+		dg_err("main", "reload refused: %s is invalid; the running configuration is unchanged",
+		       app->config_path);
+		return DG_EINVAL;
+	}
+	rc = io_reload(app->io, ncfg);
+	if (rc) {
+		config_free(ncfg);
+		dg_err("main", "reload refused (%s); the running configuration is unchanged",
+		       dg_strerror(rc));
+		return rc;
+	}
+	if (ncfg->metrics.enabled != app->cfg->metrics.enabled ||
+	    ncfg->metrics.port != app->cfg->metrics.port ||
+	    strcmp(ncfg->metrics.address, app->cfg->metrics.address) ||
+	    strcmp(ncfg->metrics.path, app->cfg->metrics.path))
+		dg_warn("main", "metrics settings changed: they apply at the next restart");
+	config_free(app->cfg);
+	app->cfg = ncfg;
+	if (!app->level_from_cli && dg_log_get_level() != ncfg->log_level) {
+		dg_log_set_level(ncfg->log_level);
+		coap_set_log_level(ncfg->log_level >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
+		coap_dtls_set_log_level(ncfg->log_level >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
+	}
+	dg_info("main", "reloaded %s", app->config_path);
+	return 0;
 }
 
 static void on_hup(uv_signal_t *h, int signum)
 {
-	(void)h;
 	(void)signum;
-	/* Live reload is a later piece of work (README: not yet). */
-	dg_warn("main", "SIGHUP: reload is not supported yet; configuration unchanged");
+	gw_reload(h->data);
 }
 
 static void usage(FILE *f)
@@ -152,6 +224,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	dg_log_set_level(lvl);
+	app.config_path = config_path;
+	app.level_from_cli = level != NULL;
 	if (app.use_syslog)
 		openlog("dotsgw", LOG_PID, LOG_DAEMON);
 	coap_startup();
@@ -194,12 +268,19 @@ int main(int argc, char **argv)
 	uv_signal_init(&app.loop, &app.sigterm);
 	uv_signal_init(&app.loop, &app.sigint);
 	uv_signal_init(&app.loop, &app.sighup);
+	uv_signal_init(&app.loop, &app.sigusr1);
+	uv_signal_init(&app.loop, &app.sigusr2);
 	app.sigterm.data = app.sigint.data = app.sighup.data = &app;
+	app.sigusr1.data = app.sigusr2.data = &app;
 	uv_signal_start(&app.sigterm, on_stop_signal, SIGTERM);
 	uv_signal_start(&app.sigint, on_stop_signal, SIGINT);
 	uv_signal_start(&app.sighup, on_hup, SIGHUP);
+	uv_signal_start(&app.sigusr1, on_drain_signal, SIGUSR1);
+	uv_signal_start(&app.sigusr2, on_drain_signal, SIGUSR2);
 	dg_info("main", "dotsgw %s ready config=%s mode=map clients=%zu upstreams=%zu",
 		DOTSGW_VERSION, config_path, app.cfg->nclients, app.cfg->nupstreams);
+	/* Listeners are bound and signals handled: systemd may go on. */
+	sd_notify(0, "READY=1");
 
 	uv_run(&app.loop, UV_RUN_DEFAULT);
 

@@ -10,9 +10,11 @@
  * went down), 2 bad arguments or script, 1 setup failure, 4 interrupted.
  */
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cbor.h"
 #include "peer_common.h"
@@ -27,6 +29,7 @@ struct cli_step {
 	json_t *def;             /* the step object (borrowed from script) */
 	bool is_sleep;
 	uint32_t sleep_ms;
+	bool is_wait_stdin;      /* {"wait_stdin":MS}: until a line on stdin */
 	coap_pdu_code_t method;
 	const char *path;
 	int64_t observe;         /* -1: no Observe option */
@@ -72,6 +75,7 @@ struct cli_opts {
 	const char *script;
 	uint32_t timeout_ms;
 	int coap_log_level;
+	bool follow_redirect;
 };
 
 struct cli {
@@ -84,6 +88,10 @@ struct cli {
 	bool session_down;
 	char sni[PEER_HOST_MAX];
 	int exit_code;
+	/* A 5.03 redirection (RFC 9132 §4.6) to follow at the next turn of
+	 * the loop (not from inside libcoap's handler). */
+	bool redirect_pending;
+	char redirect_to[64];
 };
 
 /* libcoap 4.3.1 handlers carry no user pointer. */
@@ -159,6 +167,15 @@ static json_t *cli_emit_message(const char *event, size_t step, bool late,
 		json_object_set_new(ev, "late", json_true());
 	body = json_incref(json_object_get(ev, "body"));
 	peer_emit(ev);
+	if (m->code == COAP_RESPONSE_CODE(503) && cli_g && cli_g->o.follow_redirect) {
+		json_t *rs = json_object_get(body, CBOR_MSG_REDIRECT);
+		const char *to = json_string_value(json_array_get(
+			json_object_get(rs, "alt-server-record"), 0));
+		if (to && strlen(to) < sizeof(cli_g->redirect_to)) {
+			snprintf(cli_g->redirect_to, sizeof(cli_g->redirect_to), "%s", to);
+			cli_g->redirect_pending = true;
+		}
+	}
 	return body;
 }
 
@@ -496,7 +513,7 @@ static void cli_on_hb(coap_resource_t *resource, coap_session_t *session,
 static const char *const cli_step_keys[] = {
 	"method", "path", "body", "body_hex", "content_format", "observe",
 	"if_match", "hop_limit", "type", "wait_notifications", "wait_ms",
-	"until", "cancel_observe", "sleep_ms", "comment",
+	"until", "cancel_observe", "sleep_ms", "comment", "wait_stdin",
 };
 
 static int cli_get_u32(json_t *step, const char *key, uint32_t max,
@@ -541,6 +558,11 @@ static int cli_parse_step(struct cli *c, size_t i)
 		return cli_get_u32(d, "sleep_ms", CLI_MAX_SLEEP_MS,
 				   &s->sleep_ms, i);
 	}
+	if (json_object_get(d, "wait_stdin")) {
+		s->is_wait_stdin = true;
+		return cli_get_u32(d, "wait_stdin", CLI_MAX_SLEEP_MS,
+				   &s->sleep_ms, i);
+	}
 	s->observe = -1;
 	s->cancel_observe = json_is_true(json_object_get(d, "cancel_observe"));
 	if (s->cancel_observe) {
@@ -548,7 +570,8 @@ static int cli_parse_step(struct cli *c, size_t i)
 		size_t j = i;
 
 		while (j-- > 0)
-			if (!c->steps[j].is_sleep && c->steps[j].observe == 0 &&
+			if (!c->steps[j].is_sleep && !c->steps[j].is_wait_stdin &&
+			    c->steps[j].observe == 0 &&
 			    !c->steps[j].cancel_observe)
 				break;
 		if (j == (size_t)-1) {
@@ -867,6 +890,8 @@ static bool cli_done(const struct cli *c, const struct cli_step *s,
 	return false;
 }
 
+static void cli_follow_redirect(struct cli *c);
+
 /* Processes I/O until the condition holds or `ms` passed. Returns true
  * when the condition held. */
 static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
@@ -877,6 +902,8 @@ static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
 	for (;;) {
 		if (peer_stop)
 			return false;
+		if (c->redirect_pending)
+			cli_follow_redirect(c);
 		if (s && cli_done(c, s, w))
 			return true;
 		now = peer_now_ms();
@@ -891,6 +918,36 @@ static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
 	}
 }
 
+/* Reads what stdin has without blocking; true once a whole line came
+ * (the test's go-ahead: it lets a test act between two steps of one
+ * session, e.g. reload the gateway, without guessing a delay). */
+static bool cli_stdin_line(void)
+{
+	struct pollfd p = { .fd = 0, .events = POLLIN };
+	char ch;
+
+	while (poll(&p, 1, 0) == 1) {
+		if (read(0, &ch, 1) != 1)
+			return true; /* EOF also releases the step */
+		if (ch == '\n')
+			return true;
+	}
+	return false;
+}
+
+/* Keeps the session going (heartbeats) until a line on stdin or ms. */
+static bool cli_wait_stdin(struct cli *c, uint32_t ms)
+{
+	uint64_t deadline = peer_now_ms() + ms;
+
+	while (!peer_stop && peer_now_ms() < deadline) {
+		if (cli_stdin_line())
+			return true;
+		cli_run(c, NULL, WAIT_NONE, CLI_POLL_MS);
+	}
+	return false;
+}
+
 static int cli_run_steps(struct cli *c)
 {
 	for (size_t i = 0; i < c->nsteps && !peer_stop; i++) {
@@ -898,6 +955,11 @@ static int cli_run_steps(struct cli *c)
 
 		if (s->is_sleep) {
 			cli_run(c, NULL, WAIT_NONE, s->sleep_ms);
+			continue;
+		}
+		if (s->is_wait_stdin) {
+			if (!cli_wait_stdin(c, s->sleep_ms))
+				cli_emit_timeout(i, "no line on stdin");
 			continue;
 		}
 		if (c->session_down) {
@@ -940,6 +1002,32 @@ static int cli_on_server_cn(const char *cn, const uint8_t *der,
 	peer_log("server certificate (depth %u): %s, %s", depth,
 		 cn ? cn : "?", validated ? "verified" : "NOT verified");
 	return validated;
+}
+
+static coap_session_t *cli_connect(struct cli *c, const coap_address_t *dst);
+
+/* Moves to the alternate server's first address, same port, transport
+ * and credential; observations do not survive the move. */
+static void cli_follow_redirect(struct cli *c)
+{
+	coap_address_t dst;
+	json_t *ev;
+
+	c->redirect_pending = false;
+	if (peer_resolve(c->redirect_to, c->o.port, false, c->o.proto, &dst)) {
+		peer_log("redirect: cannot use %s", c->redirect_to);
+		return;
+	}
+	if (c->session)
+		coap_session_release(c->session);
+	c->session = cli_connect(c, &dst);
+	c->session_down = c->session == NULL;
+	for (size_t i = 0; i < c->nsteps; i++)
+		c->steps[i].observing = false;
+	ev = cli_event("redirected");
+	if (ev)
+		json_object_set_new(ev, "to", json_string(c->redirect_to));
+	peer_emit(ev);
 }
 
 static coap_session_t *cli_connect(struct cli *c, const coap_address_t *dst)
@@ -988,12 +1076,13 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: dots-test-client --connect HOST:PORT --transport dtls|tls|udp|tcp\n"
 "         [--psk-id ID --psk-key KEY | --cert F --key F --ca F]\n"
-"         --script FILE [--timeout-ms 5000] [--debug LEVEL]\n"
+"         --script FILE [--timeout-ms 5000] [--debug LEVEL] [--follow-redirect]\n"
 "\n"
 "Runs the JSON array of steps in FILE on one session. A step is\n"
 "{\"sleep_ms\":N} or {\"method\",\"path\",\"body\",\"body_hex\",\n"
 "\"content_format\",\"observe\",\"if_match\",\"hop_limit\",\"type\",\n"
-"\"wait_notifications\",\"wait_ms\",\"until\",\"cancel_observe\"}.\n"
+"\"wait_notifications\",\"wait_ms\",\"until\",\"cancel_observe\"}, or\n"
+"{\"wait_stdin\":MS}: wait for a line on stdin, keeping the session up.\n"
 "Prints response, notification, hb-received and timeout events (steps\n"
 "counted from 0). Exit: 0 done, 3 a step timed out, 2 usage, 1 setup,\n"
 "4 interrupted.\n");
@@ -1026,6 +1115,7 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 		{ "script", required_argument, NULL, 's' },
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "debug", required_argument, NULL, 'd' },
+		{ "follow-redirect", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1039,6 +1129,7 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 		switch (ch) {
 		case 'c': connect = optarg; break;
 		case 't': transport = optarg; break;
+		case 'R': o->follow_redirect = true; break;
 		case 'i': o->creds.psk_id = optarg; break;
 		case 'k': o->creds.psk_key = optarg; break;
 		case 'C': o->creds.cert = optarg; break;

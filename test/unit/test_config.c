@@ -928,10 +928,58 @@ static void test_metrics_keys(void **state)
 			 "metrics", "expected a group");
 }
 
+#define DRAIN_HEAD "server = { listen = ( { transport = \"tls\"; } );\n" \
+		   "  cert = \"%s/config/pki/edge-gw.pem\";\n" \
+		   "  key = \"%s/config/pki/edge-gw.key\";\n"
+
+static void test_drain(void **state)
+{
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	char path[PATH_MAX], text[PATH_MAX * 3];
+
+	(void)state;
+	snprintf(text, sizeof(text), DRAIN_HEAD
+		 "  drain = { alternate = \"alt.dots.test\";\n"
+		 "    addresses = [ \"192.0.2.7\", \"2001:db8::7\" ]; };\n};\n",
+		 data_dir, data_dir);
+	assert_int_equal(load_text("drain.conf", text, path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_string_equal(cfg->drain.alternate, "alt.dots.test");
+	assert_int_equal(cfg->drain.naddresses, 2);
+	assert_string_equal(cfg->drain.addresses[1], "2001:db8::7");
+	assert_int_equal(cfg->drain.ttl, 300);
+	config_free(cfg);
+	unlink(path);
+	cfg = NULL;
+
+	/* No alternate, a bad address, a TTL beyond 2^32-1: three errors,
+	 * each on its own line. */
+	snprintf(text, sizeof(text), DRAIN_HEAD
+		 "  drain = {\n"
+		 "    addresses = [ \"192.0.2.300\" ];\n"
+		 "    ttl = 4294967296L; };\n};\n", data_dir, data_dir);
+	assert_int_not_equal(load_text("drain-bad.conf", text, path, sizeof(path), &cfg, &r), 0);
+	assert_null(cfg);
+	bool alt = false, addr = false, ttl = false;
+	for (size_t i = 0; i < r.n; i++) {
+		alt |= strstr(r.line[i], ":4: server.drain.alternate") != NULL;
+		addr |= strstr(r.line[i], ":5: server.drain.addresses") != NULL;
+		ttl |= strstr(r.line[i], ":6: server.drain.ttl") != NULL;
+	}
+	if (!alt || !addr || !ttl || r.n != 3)
+		reports_print(&r);
+	assert_int_equal(r.n, 3);
+	assert_true(alt && addr && ttl);
+	reports_free(&r);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_config),
+		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_zero_clients),
 		cmocka_unit_test(test_sample_cpe),

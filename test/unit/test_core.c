@@ -1061,6 +1061,377 @@ static void test_observe_cancelled_by_rst(void **state)
 	cancel_then_change(*state, true);
 }
 
+/* ---- reload ------------------------------------------------------------------- */
+
+/* A second configuration, as a reload would load it: same names, fresh
+ * records. */
+struct cfg2 {
+	struct gw_config cfg;
+	struct gw_upstream up;
+	struct gw_client cl[2];
+};
+
+static struct cfg2 *cfg2_copy(const struct fix *f, const char *alice_prefix)
+{
+	struct cfg2 *n = calloc(1, sizeof(*n));
+	struct prefix p;
+
+	assert_non_null(n);
+	n->cfg = f->cfg;
+	n->up = f->up;
+	for (int i = 0; i < 2; i++) {
+		n->cl[i] = f->cl[i];
+		n->cl[i].upstream = &n->up;
+		memset(&n->cl[i].scope, 0, sizeof(n->cl[i].scope));
+		assert_int_equal(prefix_parse(i ? "198.51.100.0/24" : alice_prefix,
+					      false, &p), 0);
+		assert_int_equal(prefix_set_add(&n->cl[i].scope.prefixes, &p), 0);
+	}
+	n->cfg.clients = n->cl;
+	n->cfg.upstreams = &n->up;
+	return n;
+}
+
+static void cfg2_free(struct cfg2 *n)
+{
+	for (int i = 0; i < 2; i++)
+		prefix_set_free(&n->cl[i].scope.prefixes);
+	free(n);
+}
+
+static void reload(struct fix *f, struct cfg2 *n, struct core_reload_stats *st)
+{
+	const struct gw_client *map[2] = { NULL, NULL };
+
+	assert_int_equal(core_reconfigure(f->core, &n->cfg, map, f->now, &f->out, st), 0);
+	/* io re-points its own client pointers with the map. */
+	for (int i = 0; i < 2; i++) {
+		for (size_t j = 0; j < n->cfg.nclients; j++)
+			if (strcmp(n->cfg.clients[j].name, f->cl[i].name) == 0)
+				assert_ptr_equal(map[i], &n->cfg.clients[j]);
+	}
+}
+
+static void test_reload_unchanged_does_nothing(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	struct core_stats before, after;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	core_get_stats(f->core, &before);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	reload(f, n, &st);
+	assert_int_equal(f->out.n, 0);
+	assert_int_equal(st.clients_added + st.clients_removed + st.clients_reauth +
+			 st.clients_rehomed, 0);
+	core_get_stats(f->core, &after);
+	assert_int_equal(after.mitigations, before.mitigations);
+	assert_int_equal(after.dn_sessions, 1);
+	assert_int_equal(after.up_sessions, 1);
+	core_free(f->core); /* before n: the core points into it */
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+/* The issue's acceptance: a scope narrowed by a reload is enforced on the
+ * next request over the same session. */
+static void test_reload_narrowed_scope_applies_to_next_request(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	size_t len;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3); /* 203.0.113.0/28 allowed */
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.128/25");
+	reload(f, n, &st);
+	assert_null(find_act(f, CORE_ACT_DN_CLOSE, NULL));
+	assert_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=4",
+				  body, len, &NO_OPTS);
+	free(body);
+	assert_int_equal(reply_for(f, rid)->msg.code, 403);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	clear(f);
+	core_free(f->core);
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+static void test_reload_removed_client_closed_others_untouched(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	struct core_stats s;
+	uint64_t up_a = bring_up(f, 1, 0);
+	uint64_t up_b = bring_up(f, 2, 1);
+
+	install(f, 1, up_a, "abc", 3);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	/* Only bob stays (configurations list clients in any order). */
+	prefix_set_free(&n->cl[0].scope.prefixes);
+	n->cl[0] = n->cl[1];
+	memset(&n->cl[1].scope, 0, sizeof(n->cl[1].scope));
+	n->cfg.nclients = 1;
+	reload(f, n, &st);
+	assert_int_equal(st.clients_removed, 1);
+	struct core_action *dc = find_act(f, CORE_ACT_DN_CLOSE, NULL);
+	assert_non_null(dc);
+	assert_int_equal(dc->dn_sid, 1);
+	assert_int_equal(count_act(f, CORE_ACT_DN_CLOSE, NULL), 1);
+	struct core_action *uc = find_act(f, CORE_ACT_UP_CLOSE, NULL);
+	assert_non_null(uc);
+	assert_int_equal(uc->up_id, up_a);
+	assert_true(uc->final);
+	assert_int_equal(count_act(f, CORE_ACT_UP_CLOSE, NULL), 1);
+	clear(f);
+	core_get_stats(f->core, &s);
+	assert_int_equal(s.dn_sessions, 1);
+	assert_int_equal(s.up_sessions, 1);
+	assert_int_equal(s.mitigations, 0);
+	/* bob's session and upstream work on. */
+	size_t len;
+	uint8_t *body = encode_json(
+		"{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+		"\"target-prefix\":[\"198.51.100.0/28\"],\"lifetime\":3600}]}}", &len);
+	uint64_t rid = dn_request(f, 2, CORE_PUT, "/.well-known/dots/mitigate/cuid=bcd/mid=7",
+				  body, len, &NO_OPTS);
+	free(body);
+	assert_null(reply_for(f, rid));
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=bcd/mid=7");
+	assert_non_null(put);
+	assert_int_equal(put->up_id, up_b);
+	clear(f);
+	core_free(f->core);
+	f->core = NULL;
+	n->cl[1].scope = (struct model_scope_policy){ 0 };
+	prefix_set_free(&n->cl[0].scope.prefixes);
+	free(n);
+}
+
+static void test_reload_changed_upstream_rehomes_mitigations(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	n->up.address = "127.0.0.2";
+	reload(f, n, &st);
+	assert_int_equal(st.clients_rehomed, 1);
+	assert_null(find_act(f, CORE_ACT_DN_CLOSE, NULL));
+	struct core_action *uc = find_act(f, CORE_ACT_UP_CLOSE, NULL);
+	assert_non_null(uc);
+	assert_int_equal(uc->up_id, up);
+	assert_true(uc->final);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	assert_non_null(open);
+	assert_ptr_equal(open->upstream, &n->up);
+	uint64_t up2 = open->up_id;
+	assert_int_not_equal(up2, up);
+	clear(f);
+	core_on_up_event(f->core, up2, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up2);
+	struct core_action *again = find_act(f, CORE_ACT_UP_SEND, "/mitigate/cuid=abc/mid=3");
+	assert_non_null(again);
+	assert_int_equal(again->up_id, up2);
+	assert_int_equal(again->msg.code, CORE_PUT);
+	clear(f);
+	core_free(f->core);
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+static void test_reload_changed_credential_closes_sessions_keeps_state(void **state)
+{
+	struct fix *f = *state;
+	struct core_reload_stats st;
+	struct core_stats s;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	struct cfg2 *n = cfg2_copy(f, "203.0.113.0/24");
+	n->cl[0].psk_identity = "alice-2027";
+	reload(f, n, &st);
+	assert_int_equal(st.clients_reauth, 1);
+	struct core_action *dc = find_act(f, CORE_ACT_DN_CLOSE, NULL);
+	assert_non_null(dc);
+	assert_int_equal(dc->dn_sid, 1);
+	assert_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	clear(f);
+	core_get_stats(f->core, &s);
+	assert_int_equal(s.dn_sessions, 0);
+	assert_int_equal(s.up_sessions, 1); /* kept for the mitigation */
+	assert_int_equal(s.mitigations, 1);
+	core_free(f->core);
+	f->core = NULL;
+	cfg2_free(n);
+}
+
+/* ---- the gateway's own requests ---------------------------------------------- */
+
+static uint64_t own_up(struct fix *f, const char *body_text, uint32_t *mid)
+{
+	struct dg_diag d = { "" };
+	json_t *body = json_loads(body_text, 0, NULL);
+
+	assert_non_null(body);
+	assert_int_equal(core_own_request(f->core, "provider", "gw-cuid", body, mid,
+					  f->now, &f->out, &d), 0);
+	json_decref(body);
+	struct core_action *open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+	if (!open)
+		return 0;
+	uint64_t up = open->up_id;
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	return up;
+}
+
+static void test_own_request_and_withdraw(void **state)
+{
+	struct fix *f = *state;
+	struct dg_diag d = { "" };
+	struct core_stats st;
+	uint32_t mid = 0, mid2 = 0;
+	char path[96];
+
+	core_set_own_mid_base(f->core, 5000);
+	uint64_t up = own_up(f, REQ_BODY, &mid);
+	assert_int_not_equal(up, 0);
+	assert_int_equal(mid, 5001);
+	snprintf(path, sizeof(path), "/mitigate/cuid=gw-cuid/mid=%u", mid);
+	struct core_action *put = find_act(f, CORE_ACT_UP_SEND, path);
+	assert_non_null(put);
+	assert_int_equal(put->msg.code, CORE_PUT);
+	assert_true(put->msg.has_hop_limit);
+	struct core_action copy = *put;
+	clear(f);
+	up_answer(f, &copy, 201, NULL, -1, up);
+	/* Accepted: kept, observed upstream like a client's. */
+	struct core_action *obs = find_act(f, CORE_ACT_UP_SEND, path);
+	assert_non_null(obs);
+	assert_int_equal(obs->msg.code, CORE_GET);
+	assert_true(obs->msg.has_observe);
+	clear(f);
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 1);
+	/* Mids strictly increase; the same session carries the next one. */
+	assert_int_equal(own_up(f, REQ_BODY, &mid2), 0);
+	assert_int_equal(mid2, mid + 1);
+	clear(f);
+	/* Withdraw the first. */
+	assert_int_equal(core_own_withdraw(f->core, "provider", "gw-cuid", mid, f->now,
+					   &f->out, &d), 0);
+	struct core_action *del = find_act(f, CORE_ACT_UP_SEND, path);
+	assert_non_null(del);
+	assert_int_equal(del->msg.code, CORE_DELETE);
+	copy = *del;
+	clear(f);
+	up_answer(f, &copy, 202, NULL, -1, up);
+	clear(f);
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, 0);
+	/* Unknown now. */
+	assert_int_equal(core_own_withdraw(f->core, "provider", "gw-cuid", mid, f->now,
+					   &f->out, &d), 404);
+	assert_int_equal(f->out.n, 0);
+}
+
+static void test_own_request_refusals_change_nothing(void **state)
+{
+	struct fix *f = *state;
+	struct dg_diag d = { "" };
+	uint32_t mid = 0;
+	json_t *good = json_loads(REQ_BODY, 0, NULL);
+	json_t *bad = json_loads("{\"ietf-dots-signal-channel:mitigation-scope\":"
+				 "{\"scope\":[{\"target-prefix\":[\"203.0.113.0/28\"]}]}}",
+				 0, NULL);
+
+	assert_int_equal(core_own_request(f->core, "nobody", "gw-cuid", good, &mid,
+					  f->now, &f->out, &d), 404);
+	assert_non_null(strstr(d.text, "nobody"));
+	/* No lifetime: invalid as a client's request would be. */
+	assert_int_equal(core_own_request(f->core, "provider", "gw-cuid", bad, &mid,
+					  f->now, &f->out, &d), 400);
+	/* A downstream client's cuid is not the gateway's to use. */
+	uint64_t up = bring_up(f, 1, 0);
+	install(f, 1, up, "abc", 3);
+	assert_int_equal(core_own_request(f->core, "provider", "abc", good, &mid,
+					  f->now, &f->out, &d), 409);
+	assert_int_equal(f->out.n, 0);
+	json_decref(good);
+	json_decref(bad);
+}
+
+/* ---- drain -------------------------------------------------------------------- */
+
+static void test_drain_redirects_observers_and_requests(void **state)
+{
+	struct fix *f = *state;
+	struct dn_req_opts o = NO_OPTS;
+	char *addrs[] = { "192.0.2.7", "2001:db8::7" };
+	size_t told = 0;
+	uint64_t up = bring_up(f, 1, 0);
+
+	install(f, 1, up, "abc", 3);
+	o.observe = 0;
+	dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3", NULL, 0, &o);
+	clear(f);
+	/* Without an alternate, refused and nothing changes. */
+	assert_int_equal(core_drain(f->core, true, f->now, &f->out, &told), DG_EINVAL);
+	assert_int_equal(f->out.n, 0);
+	assert_false(core_draining(f->core));
+
+	f->cfg.drain.alternate = "alt.dots.test";
+	f->cfg.drain.addresses = addrs;
+	f->cfg.drain.naddresses = 2;
+	f->cfg.drain.ttl = 600;
+	assert_int_equal(core_drain(f->core, true, f->now, &f->out, &told), 0);
+	assert_int_equal(told, 1);
+	struct core_action *n = find_act(f, CORE_ACT_DN_SEND, NULL);
+	assert_non_null(n);
+	assert_int_equal(n->dn_sid, 1);
+	assert_int_equal(n->msg.code, 503);
+	assert_false(n->msg.has_observe); /* an error ends the observation */
+	assert_true(n->msg.has_max_age);
+	assert_int_equal(n->msg.max_age, 600);
+	json_t *b = payload_json(&n->msg);
+	json_t *rs = json_object_get(b, "ietf-dots-signal-channel:redirected-signal");
+	assert_string_equal(json_string_value(json_object_get(rs, "alt-server")),
+			    "alt.dots.test");
+	assert_string_equal(json_string_value(json_array_get(
+		json_object_get(rs, "alt-server-record"), 1)), "2001:db8::7");
+	json_decref(b);
+	clear(f);
+	/* Requests, heartbeats included, get the redirection too. */
+	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/hb", NULL, 0, &NO_OPTS);
+	struct core_action *r = reply_for(f, rid);
+	assert_int_equal(r->msg.code, 503);
+	assert_int_equal(r->msg.max_age, 600);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, NULL), 0);
+	clear(f);
+	/* Observers are gone: a status change notifies nobody. */
+	struct core_stats st;
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.dn_observers, 0);
+	/* Drain off: served again. */
+	assert_int_equal(core_drain(f->core, false, f->now, &f->out, &told), 0);
+	rid = dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+			 NULL, 0, &NO_OPTS);
+	assert_int_equal(reply_for(f, rid)->msg.code, 205);
+	f->cfg.drain = (struct gw_drain){ 0 };
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1459,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cuid_wide_observe_gets_each_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_observe_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_unchanged_does_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_narrowed_scope_applies_to_next_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_removed_client_closed_others_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_changed_upstream_rehomes_mitigations, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_changed_credential_closes_sessions_keeps_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_request_and_withdraw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_request_refusals_change_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_redirects_observers_and_requests, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
