@@ -281,7 +281,7 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 	cl = config_client_by_psk(io->cfg, identity->s, identity->length);
 	if (!cl) {
 		dg_warn(LOG_IO, "PSK identity not configured; handshake refused");
-		if ((d = dn_attach(io, s)))
+		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_psk_identity";
 		return NULL;
 	}
@@ -305,7 +305,7 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	if (!validated) {
 		dg_warn(LOG_IO, "certificate '%s' did not verify; handshake refused",
 			cn ? cn : "?");
-		if ((d = dn_attach(io, s)))
+		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "bad_certificate";
 		return 0;
 	}
@@ -315,7 +315,7 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	if (!cl) {
 		dg_warn(LOG_IO, "certificate name '%s' not configured; handshake refused",
 			cn ? cn : "?");
-		if ((d = dn_attach(io, s)))
+		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_certificate_name";
 		return 0;
 	}
