@@ -137,6 +137,7 @@ struct dn_sess {
 	dg_time_ms last_rx, last_peer_hb, next_hb;
 	uint64_t hb_token;
 	uint32_t gen;
+	dg_time_ms since; /* established (introspection) */
 };
 
 struct up_req {
@@ -173,6 +174,7 @@ struct up_sess {
 	struct up_req *reqs;
 	size_t nqueued;
 	uint32_t gen;
+	dg_time_ms ready_since; /* last became UP_READY (introspection) */
 };
 
 struct core {
@@ -1278,6 +1280,7 @@ static void up_ready(struct core *c, struct up_sess *u, dg_time_ms now,
 		     struct core_actions *out)
 {
 	up_set_state(u, UP_READY);
+	u->ready_since = now;
 	u->backoff_s = u->cfg->reconnect_min;
 	const struct model_session_params *p = up_params(u);
 	dg_info(LOG_UP, "[%s] ready heartbeat=%" PRIu32 "s missing-hb-allowed=%" PRIu32,
@@ -2058,6 +2061,7 @@ int core_on_dn_session(struct core *c, uint64_t dn_sid,
 	snprintf(s->peer, sizeof(s->peer), "%s", info->peer ? info->peer : "?");
 	s->cfg = c->cfg->session_default;
 	s->last_rx = now;
+	s->since = now;
 	if (hmap_insert(&c->dn, &s->node, hmap_hash_u64(dn_sid))) {
 		free(s);
 		return DG_ENOMEM;
@@ -3031,6 +3035,106 @@ void core_on_expiry(struct core *c, dg_time_ms now, struct core_actions *out)
 				mitig_timeout(c, m, now, out);
 			break;
 		}
+		}
+	}
+}
+
+/* ---- read-only introspection ------------------------------------------------------------ */
+
+void core_foreach_dn_session(const struct core *c, dg_time_ms now,
+			     core_dn_view_fn fn, void *arg)
+{
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+
+	while ((n = hmap_iter_next(&c->dn, &it))) {
+		const struct dn_sess *s = hmap_entry(n, struct dn_sess, node);
+		const struct model_session_params *p = dn_params(s);
+		struct core_dn_view v = {
+			.sid = s->sid,
+			.transport = s->transport,
+			.peer = s->peer,
+			.client = s->cl ? s->cl->cfg->name : NULL,
+			.cdid = s->cdid,
+			.since = s->since,
+			.last_rx = s->last_rx,
+			.heartbeat_interval = p->heartbeat_interval,
+			.missing_hb_allowed = p->missing_hb_allowed,
+		};
+		if (p->heartbeat_interval && now > s->last_rx)
+			v.missed_hb = (uint32_t)((now - s->last_rx) /
+						 ((dg_time_ms)p->heartbeat_interval * MS_PER_S));
+		for (const struct dn_obs *o = s->cl ? s->cl->observers : NULL; o; o = o->next)
+			v.observers += o->dn_sid == s->sid;
+		if (!fn(&v, arg))
+			return;
+	}
+}
+
+void core_foreach_up_session(const struct core *c, core_up_view_fn fn,
+			     void *arg)
+{
+	static const char *const names[] = {
+		[UP_CONNECTING] = "connecting", [UP_CONFIGURING] = "configuring",
+		[UP_READY] = "ready", [UP_BACKOFF] = "backoff",
+	};
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+
+	while ((n = hmap_iter_next(&c->up, &it))) {
+		const struct up_sess *u = hmap_entry(n, struct up_sess, node);
+		const struct model_session_params *p = up_params(u);
+		struct core_up_view v = {
+			.id = u->id,
+			.upstream = u->cfg,
+			.client = u->owner ? u->owner->cfg->name : NULL,
+			.state = names[u->state],
+			.ready = u->state == UP_READY,
+			.since = u->ready_since,
+			.reconnect_at = u->reconnect_at,
+			.heartbeat_interval = p->heartbeat_interval,
+			.missing_hb_allowed = p->missing_hb_allowed,
+			.missed_hb = u->missed_hb,
+		};
+		for (const struct up_req *r = u->reqs; r; r = r->next)
+			v.pending++;
+		if (!fn(&v, arg))
+			return;
+	}
+}
+
+void core_foreach_mitigation(const struct core *c, const char *client,
+			     dg_time_ms now, core_mitig_view_fn fn, void *arg)
+{
+	char cdid[IDENT_LEN + 1];
+
+	/* Configured clients, then the gateway's own records. */
+	for (size_t i = 0; i < c->nclients + c->ngw_own; i++) {
+		const struct client_st *cl = i < c->nclients ? c->clients[i] :
+					     c->gw_own[i - c->nclients];
+		if (client && strcmp(cl->cfg->name, client) != 0)
+			continue;
+		for (const struct cuid_st *cs = cl->cuids; cs; cs = cs->next) {
+			for (const struct mitig *m = cs->mitigs; m; m = m->next) {
+				/* Map mode: the client's cuid and mid are kept
+				 * upstream (RFC 8811 §2.2.3). */
+				struct core_mitig_view v = {
+					.client = cl->cfg->name,
+					.cuid = cs->cuid,
+					.mid = m->mid,
+					.cdid = client_cdid(c, cl, cdid),
+					.up_id = cl->up ? cl->up->id : 0,
+					.upstream = cl->cfg->upstream,
+					.up_cuid = cs->cuid,
+					.up_mid = m->mid,
+					.lifetime_left = lifetime_left(m, now),
+					.observed = m->obs_token != 0,
+					.scope = m->entry,
+					.status = m->status,
+				};
+				if (!fn(&v, arg))
+					return;
+			}
 		}
 	}
 }

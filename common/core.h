@@ -253,4 +253,65 @@ int core_reconfigure(struct core *c, const struct gw_config *cfg,
  * closes every session. */
 void core_shutdown(struct core *c, struct core_actions *out);
 
+/* ---- read-only introspection (the control socket, gateway/ctl.c) --------- */
+
+/* What core_foreach_*() show of one object. Pointers are borrowed and
+ * valid only during the callback; the callback must not call back into
+ * the core. Times are the monotonic ms the core was given. */
+struct core_dn_view {
+	uint64_t sid;
+	int transport;            /* CORE_TR_* */
+	const char *peer;
+	const char *client;       /* configured client name; NULL: none */
+	const char *cdid;         /* derived from its credential; "" if none */
+	dg_time_ms since;         /* established */
+	dg_time_ms last_rx;       /* last message from the client */
+	uint32_t heartbeat_interval; /* s, the set in force (RFC 9132 §4.5) */
+	uint32_t missing_hb_allowed;
+	uint32_t missed_hb;       /* whole intervals without any traffic */
+	size_t observers;         /* observations held on this session */
+};
+
+struct core_up_view {
+	uint64_t id;
+	const struct gw_upstream *upstream;
+	const char *client;       /* map mode: the client it serves */
+	const char *state;        /* "connecting", "configuring", "ready", "backoff" */
+	bool ready;
+	dg_time_ms since;         /* became ready (valid when ready) */
+	dg_time_ms reconnect_at;  /* next attempt (valid in backoff) */
+	uint32_t heartbeat_interval; /* s, negotiated, the set in force */
+	uint32_t missing_hb_allowed;
+	uint32_t missed_hb;       /* heartbeats unanswered in a row */
+	size_t pending;           /* requests sent or queued on it */
+};
+
+struct core_mitig_view {
+	const char *client;
+	const char *cuid;         /* the client's identifiers */
+	uint32_t mid;
+	const char *cdid;         /* inserted upstream; NULL: none */
+	uint64_t up_id;           /* its upstream session; 0: none at present */
+	const struct gw_upstream *upstream;
+	const char *up_cuid;      /* identifiers upstream (map mode: the same) */
+	uint32_t up_mid;
+	int64_t lifetime_left;    /* s; -1: indefinite */
+	bool observed;            /* the gateway observes it upstream */
+	const json_t *scope;      /* the client's request entry */
+	const json_t *status;     /* the last status the upstream reported;
+				   * NULL: none yet */
+};
+
+/* Each calls fn once per object, in no set order, until fn returns false. */
+typedef bool (*core_dn_view_fn)(const struct core_dn_view *v, void *arg);
+typedef bool (*core_up_view_fn)(const struct core_up_view *v, void *arg);
+typedef bool (*core_mitig_view_fn)(const struct core_mitig_view *v, void *arg);
+void core_foreach_dn_session(const struct core *c, dg_time_ms now,
+			     core_dn_view_fn fn, void *arg);
+void core_foreach_up_session(const struct core *c, core_up_view_fn fn,
+			     void *arg);
+/* client: only the mitigations of the client of that name; NULL: all. */
+void core_foreach_mitigation(const struct core *c, const char *client,
+			     dg_time_ms now, core_mitig_view_fn fn, void *arg);
+
 #endif

@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,6 +90,8 @@ static const char *cf_check_ip(const char *v);
 static const char *cf_check_host(const char *v);
 static const char *cf_check_dns(const char *v);
 static const char *cf_check_http_path(const char *v);
+static const char *cf_check_abs_path(const char *v);
+static const char *cf_check_mode(const char *v);
 
 static const struct cf_enum cf_modes[] = {
 	{ "map", GW_MODE_MAP },
@@ -117,6 +120,7 @@ static const struct cf_key cf_root_keys[] = {
 	{ .name = "clients", .type = CF_SECTION },
 	{ .name = "upstreams", .type = CF_SECTION },
 	{ .name = "metrics", .type = CF_SECTION },
+	{ .name = "control", .type = CF_SECTION },
 };
 
 static const struct cf_key cf_gateway_keys[] = {
@@ -257,6 +261,17 @@ static const struct cf_key cf_metrics_keys[] = {
 	  .lo = 1, .hi = 128, .sdef = "/metrics", .check = cf_check_http_path },
 };
 
+/* sun_path holds 108 bytes with the terminating NUL (unix(7)). */
+static const struct cf_key cf_control_keys[] = {
+	{ "socket", CF_STRING, CF_FIELD(struct gw_config, control_socket),
+	  .lo = 1, .hi = 107, .sdef = "/run/dotsgw/control.sock",
+	  .check = cf_check_abs_path },
+	{ "mode", CF_STRING, CF_FIELD(struct gw_config, control_mode_text),
+	  .lo = 1, .hi = 4, .sdef = "0660", .check = cf_check_mode },
+	{ "group", CF_STRING, CF_FIELD(struct gw_config, control_group),
+	  .lo = 1, .hi = 64, .check = cf_check_visible },
+};
+
 /* cf_apply() reports refused rows in a 64-bit mask. */
 #define CF_MASK_OK(t) _Static_assert(CF_NKEYS(t) <= 64, #t " too long")
 CF_MASK_OK(cf_root_keys);
@@ -267,6 +282,7 @@ CF_MASK_OK(cf_listen_keys);
 CF_MASK_OK(cf_client_keys);
 CF_MASK_OK(cf_upstream_keys);
 CF_MASK_OK(cf_metrics_keys);
+CF_MASK_OK(cf_control_keys);
 
 struct cf_err {
 	char *text;
@@ -499,6 +515,26 @@ static const char *cf_check_host(const char *v)
 	if (!cf_check_dns(v))
 		return NULL;
 	return "not an IP address or host name";
+}
+
+static const char *cf_check_abs_path(const char *v)
+{
+	if (v[0] != '/')
+		return "must be an absolute path";
+	if (v[strlen(v) - 1] == '/')
+		return "names a directory";
+	return NULL;
+}
+
+/* Permission bits in octal, as chmod(1) takes them; no set-id bits. */
+static const char *cf_check_mode(const char *v)
+{
+	for (const char *p = v; *p; p++)
+		if (*p < '0' || *p > '7')
+			return "not an octal mode like \"0660\"";
+	if (strtoul(v, NULL, 8) > 0777)
+		return "only permission bits (at most 0777)";
+	return NULL;
 }
 
 static bool cf_has_control(const char *v)
@@ -1211,6 +1247,41 @@ static void cf_server(struct cf_ctx *c, const config_setting_t *root)
 			 CF_NKEYS(cf_drain_keys), c->cfg);
 }
 
+/* The group is resolved here so that --check-config catches a typo. */
+static void cf_control(struct cf_ctx *c, const config_setting_t *root)
+{
+	struct gw_config *cfg = c->cfg;
+	const config_setting_t *g, *gs;
+	char buf[4096], e[CF_ECHO_MAX + 4], *end;
+	struct group gr, *res = NULL;
+	unsigned long v;
+
+	g = cf_group(c, cf_member(root, "control"), "control");
+	cf_apply(c, g, "control", cf_control_keys, CF_NKEYS(cf_control_keys), cfg);
+	cfg->control_explicit = cf_member(g, "socket") != NULL;
+	cfg->control_mode = cfg->control_mode_text ?
+				    (uint32_t)strtoul(cfg->control_mode_text, NULL, 8) : 0660;
+	cfg->control_gid = -1;
+	gs = cf_member(g, "group");
+	if (!cfg->control_group)
+		return;
+	errno = 0;
+	v = strtoul(cfg->control_group, &end, 10);
+	if (cfg->control_group[0] >= '0' && cfg->control_group[0] <= '9' && !*end) {
+		if (errno || v > 0x7fffffffUL)
+			cf_err(c, gs, "control.group", "\"%s\": out of range",
+			       cf_echo(cfg->control_group, e));
+		else
+			cfg->control_gid = (long)v;
+		return;
+	}
+	if (getgrnam_r(cfg->control_group, &gr, buf, sizeof(buf), &res) == 0 && res)
+		cfg->control_gid = (long)res->gr_gid;
+	else
+		cf_err(c, gs, "control.group", "\"%s\": no such group",
+		       cf_echo(cfg->control_group, e));
+}
+
 static void cf_upstreams(struct cf_ctx *c, const config_setting_t *root)
 {
 	struct gw_config *cfg = c->cfg;
@@ -1485,6 +1556,9 @@ void config_free(struct gw_config *cfg)
 	free(cfg->upstreams);
 	free(cfg->metrics.address);
 	free(cfg->metrics.path);
+	free(cfg->control_socket);
+	free(cfg->control_mode_text);
+	free(cfg->control_group);
 	free(cfg);
 }
 
@@ -1557,6 +1631,7 @@ int config_load(const char *path, struct gw_config **out,
 	cf_server(&c, root);
 	cf_upstreams(&c, root);
 	cf_clients(&c, root);
+	cf_control(&c, root);
 	cf_check_server_creds(&c);
 	cf_apply(&c, cf_group(&c, cf_member(root, "metrics"), "metrics"), "metrics",
 		 cf_metrics_keys, CF_NKEYS(cf_metrics_keys), c.cfg);

@@ -53,6 +53,11 @@
  *   metrics = {                     # Prometheus text endpoint (HTTP, no auth)
  *     enabled = false; address = "127.0.0.1"; port = 9646; path = "/metrics";
  *   };
+ *   control = {                     # the control socket (gateway/io_ctl.c, dotsctl)
+ *     socket = "/run/dotsgw/control.sock";  # absolute path of a Unix stream socket
+ *     mode = "0660";                # its permission bits, octal
+ *     group = "dotsgw";             # its group (name or number); default: ours
+ *   };
  */
 #ifndef DG_CONFIG_H
 #define DG_CONFIG_H
@@ -147,6 +152,15 @@ struct gw_config {
 	struct gw_upstream *upstreams; size_t nupstreams;
 
 	struct gw_metrics metrics;
+
+	/* The control socket. control_explicit: control.socket was set, so
+	 * failing to open it is fatal; the default path is best effort. */
+	char *control_socket;
+	char *control_mode_text;  /* as configured, e.g. "0660" */
+	uint32_t control_mode;    /* permission bits parsed from it */
+	char *control_group;      /* as configured, or NULL */
+	long control_gid;         /* resolved group, -1: leave as created */
+	bool control_explicit;
 };
 
 /*

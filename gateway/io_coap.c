@@ -17,6 +17,11 @@
 
 #include <coap3/coap.h>
 
+#include "dotsgw_build.h"
+#if ENABLE_COAP_GNUTLS
+#include <gnutls/gnutls.h>
+#endif
+
 #include "../common/core.h"
 #include "../common/hmap.h"
 #include "../common/ident.h"
@@ -1359,7 +1364,8 @@ static const struct gw_upstream *own_upstream(const struct io *io,
 }
 
 int io_own_request(struct io *io, const char *upstream, const json_t *body,
-		   uint32_t *mid, char *cuid_out, struct dg_diag *d)
+		   uint32_t *mid, char *cuid_out, const char **upstream_used,
+		   struct dg_diag *d)
 {
 	const struct gw_upstream *u = own_upstream(io, upstream, d);
 	char cuid[IDENT_LEN + 1];
@@ -1381,6 +1387,8 @@ int io_own_request(struct io *io, const char *upstream, const json_t *body,
 	kick_if_needed(io);
 	if (code == 0 && cuid_out)
 		memcpy(cuid_out, cuid, sizeof(cuid));
+	if (code == 0 && upstream_used)
+		*upstream_used = u->name;
 	return code;
 }
 
@@ -1579,4 +1587,47 @@ void io_free(struct io *io)
 	free(io->client_keys);
 	free(io->endpoints);
 	free(io);
+}
+
+/* ---- introspection ---------------------------------------------------------------------------- */
+
+struct core *io_core(struct io *io)
+{
+	return io->core;
+}
+
+static void tls_desc(coap_session_t *s, char *buf, size_t len)
+{
+	coap_tls_library_t lib = COAP_TLS_LIBRARY_NOTLS;
+	void *tls;
+
+	buf[0] = '\0';
+	if (!s || coap_session_get_state(s) != COAP_SESSION_STATE_ESTABLISHED)
+		return;
+	tls = coap_session_get_tls(s, &lib);
+#if ENABLE_COAP_GNUTLS
+	if (tls && lib == COAP_TLS_LIBRARY_GNUTLS) {
+		char *d = gnutls_session_get_desc((gnutls_session_t)tls);
+		if (d) {
+			snprintf(buf, len, "%s", d);
+			gnutls_free(d);
+		}
+	}
+#else
+	(void)tls;
+#endif
+}
+
+void io_dn_tls_desc(struct io *io, uint64_t dn_sid, char *buf, size_t len)
+{
+	struct io_dn *d = dn_by_sid(io, dn_sid);
+
+	tls_desc(d ? d->session : NULL, buf, len);
+}
+
+void io_up_tls_desc(struct io *io, uint64_t up_id, char *buf, size_t len)
+{
+	struct io_up *u = up_by_id(io, up_id);
+
+	tls_desc(u && u->connected ? u->session : NULL, buf, len);
 }

@@ -48,7 +48,8 @@ int io_reload(struct io *io, const struct gw_config *ncfg);
  * Returns 0 with *mid set, or a CoAP-style code with d saying why.
  */
 int io_own_request(struct io *io, const char *upstream, const json_t *body,
-		   uint32_t *mid, char *cuid_out, struct dg_diag *d);
+		   uint32_t *mid, char *cuid_out, const char **upstream_used,
+		   struct dg_diag *d);
 int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
 		    struct dg_diag *d);
 
@@ -66,5 +67,22 @@ int io_set_metrics(struct io *io, struct metrics_dots *m);
 
 void io_stop(struct io *io);
 void io_free(struct io *io);
+
+/* ---- introspection for the control socket (gateway/io_ctl.c) ------------ */
+
+struct core;
+
+/* The core io drives, for read-only introspection between events. */
+struct core *io_core(struct io *io);
+
+/*
+ * Writes into buf (len > 0) a description of the (D)TLS parameters of a
+ * downstream or upstream session as the TLS library names them, e.g.
+ * "(DTLS1.2)-(ECDHE-PSK-SECP256R1)-(AES-128-GCM)" with GnuTLS; "" when the
+ * session is plain, not (yet) established, unknown, or the library
+ * (OpenSSL flavour) is not asked.
+ */
+void io_dn_tls_desc(struct io *io, uint64_t dn_sid, char *buf, size_t len);
+void io_up_tls_desc(struct io *io, uint64_t up_id, char *buf, size_t len);
 
 #endif

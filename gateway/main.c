@@ -3,6 +3,7 @@
  * signals, the event loop.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "config.h"
 #include "io_coap.h"
 #include "io_metrics.h"
+#include "io_ctl.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -36,6 +38,7 @@ struct app {
 	struct io_metrics *metrics_io;
 	struct metrics *metrics;
 	struct metrics_dots dots;
+	struct io_ctl *ctl;
 	struct gw_config *cfg;
 	const char *config_path;
 	bool use_syslog;
@@ -87,6 +90,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 
 	dg_info("main", "signal %d: shutting down", signum);
 	sd_notify(0, "STOPPING=1");
+	io_ctl_stop(app->ctl);
 	io_stop(app->io);
 	io_metrics_stop(app->metrics_io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
@@ -157,6 +161,26 @@ static void on_hup(uv_signal_t *h, int signum)
 {
 	(void)signum;
 	gw_reload(h->data);
+}
+
+/* Runtime log level, from the control socket: libcoap follows as at start. */
+static void set_log_level(void *arg, enum dg_log_level lvl)
+{
+	(void)arg;
+	dg_log_set_level(lvl);
+	coap_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
+	coap_dtls_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
+}
+
+/* "reload" from the control socket: what SIGHUP does. */
+static int ctl_reload(void *arg, char *err, size_t errlen)
+{
+	int rc = gw_reload(arg);
+
+	if (rc)
+		snprintf(err, errlen, "reload refused (%s): the running configuration is unchanged; the log has the reasons",
+			 dg_strerror(rc));
+	return rc;
 }
 
 static void usage(FILE *f)
@@ -233,6 +257,9 @@ int main(int argc, char **argv)
 	coap_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
 	coap_dtls_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
 
+	/* A control client that goes away leaves a write failing with EPIPE:
+	 * that connection ends, not the gateway. */
+	signal(SIGPIPE, SIG_IGN);
 	uv_loop_init(&app.loop);
 	rc = io_start(&app.loop, app.cfg, &app.io);
 	if (rc) {
@@ -265,6 +292,30 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	const struct io_ctl_callbacks ctl_cb = {
+		.reload = ctl_reload, .set_log_level = set_log_level, .arg = &app,
+	};
+	rc = io_ctl_start(&app.loop, (const struct gw_config *const *)&app.cfg,
+			  app.io, &ctl_cb, &app.ctl);
+	if (rc && app.cfg->control_explicit) {
+		/* Configured, so needed: do not run without it. */
+		dg_err("main", "cannot start: control socket %s: %s",
+		       app.cfg->control_socket, dg_strerror(rc));
+		io_stop(app.io);
+		io_metrics_stop(app.metrics_io);
+		uv_run(&app.loop, UV_RUN_DEFAULT);
+		io_free(app.io);
+		io_ctl_free(app.ctl);
+		io_metrics_free(app.metrics_io);
+		metrics_free(app.metrics);
+		uv_loop_close(&app.loop);
+		coap_cleanup();
+		config_free(app.cfg);
+		return 1;
+	}
+	if (rc)
+		dg_warn("main", "no control socket (default path %s: %s); set control.socket to require one",
+			app.cfg->control_socket, dg_strerror(rc));
 	uv_signal_init(&app.loop, &app.sigterm);
 	uv_signal_init(&app.loop, &app.sigint);
 	uv_signal_init(&app.loop, &app.sighup);
@@ -287,6 +338,7 @@ int main(int argc, char **argv)
 	io_free(app.io);
 	io_metrics_free(app.metrics_io);
 	metrics_free(app.metrics);
+	io_ctl_free(app.ctl);
 	rc = uv_loop_close(&app.loop);
 	if (rc)
 		dg_err("main", "event loop closed with handles left: %s", uv_strerror(rc));

@@ -37,6 +37,7 @@ def test_drain_redirects_clients_to_the_alternate(ctx):
     alt_cfg['server']['listen'] = tuple(
         dict(x, address='127.0.0.2') for x in alt_cfg['server']['listen'])
     alt_cfg['gateway']['id'] = 'gw-alt'
+    alt_cfg['control'] = {'socket': str(ctx.path('alt.sock'))}
     alt_path, _ = ctx.write_config(alt_cfg, 'alt.conf')
     alt = ctx.start_gateway(alt_path, name='dotsgw-alt')
     # The primary learns its alternate by reload (exercising both).
@@ -64,10 +65,12 @@ def test_drain_redirects_clients_to_the_alternate(ctx):
     a.expect({'event': 'response', 'step': 1}, 15)
     b.expect({'event': 'response', 'step': 0}, 15)
 
+    # Drained through the control socket (SIGUSR1 does the same).
     mark = topo.gateway.log_mark()
-    topo.gateway.popen.send_signal(signal.SIGUSR1)
-    topo.gateway.wait_log(re.compile(r'draining to alt\.dots\.test: 1 '),
-                          10, since=mark)
+    r = ctx.run([ctx.binary('gateway/dotsctl'), '-s', topo.ctl_sock, 'drain'],
+                timeout=15, name='dotsctl')
+    if r.rc != 0 or r.stdout.strip() != 'draining: 1 observations redirected':
+        raise TestFailure(f'dotsctl drain: exit {r.rc}: {r.stdout} {r.stderr}')
     # alice observes: told at once, moves without sending anything.
     # (status notifications may come first: the upstream sends them.)
     check_redirect(a.expect(lambda e: e['event'] == 'notification' and
@@ -95,6 +98,12 @@ def test_drain_redirects_clients_to_the_alternate(ctx):
     d = topo.client([HELLO], name='dave', who='alice')
     if d.expect({'event': 'response', 'step': 0}, 15)['code'] != '2.05':
         raise TestFailure('not served after the drain ended')
+    # And SIGUSR1 drains as well.
+    topo.gateway.popen.send_signal(signal.SIGUSR1)
+    topo.gateway.wait_log(re.compile(r'draining to alt\.dots\.test: 0 '), 10,
+                          since=mark)
+    e = topo.client([HELLO], name='erin', who='alice')
+    check_redirect(e.expect({'event': 'response', 'step': 0}, 15))
 
 
 def test_drain_without_alternate_is_refused(ctx):

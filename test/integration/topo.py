@@ -104,6 +104,12 @@ class Topology:
             self.config['server'].update({'cert': self.gw_cert.cert,
                                           'key': self.gw_cert.key,
                                           'ca': self.gw_cert.ca})
+        # The control socket in the test's own directory, not the shared
+        # default /run/dotsgw (sun_path holds 107 bytes: otherwise the
+        # gateway runs without one, with a warning).
+        self.ctl_sock = str(ctx.path('ctl.sock'))
+        if len(self.ctl_sock) < 100:
+            self.config['control'] = {'socket': self.ctl_sock}
         if gateway:
             self.config['gateway'].update(gateway)
         self.config_path, _ = ctx.write_config(self.config)

@@ -416,8 +416,67 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->upstreams[0].reconnect_max, 300);
 	assert_int_equal(cfg->upstreams[0].line, 3);
 	assert_null(cfg->upstreams[0].server_name);
+	assert_string_equal(cfg->control_socket, "/run/dotsgw/control.sock");
+	assert_int_equal(cfg->control_mode, 0660);
+	assert_null(cfg->control_group);
+	assert_int_equal(cfg->control_gid, -1);
+	assert_false(cfg->control_explicit);
 	config_free(cfg);
 	unlink(path);
+}
+
+/* The control group: values, group by name and number, and each refusal. */
+static void test_control(void **state)
+{
+	static const char base[] =
+		"clients = ( { name = \"c\"; psk-identity = \"c\"; psk-key = \"k\";\n"
+		"              upstream = \"u\"; } );\n"
+		"upstreams = ( { name = \"u\"; address = \"192.0.2.1\";\n"
+		"                psk-identity = \"g\"; psk-key = \"k\"; } );\n";
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	char path[PATH_MAX], text[2048];
+
+	(void)state;
+	snprintf(text, sizeof(text), "%scontrol = { socket = \"/tmp/x/ctl.sock\";\n"
+		 "  mode = \"0600\"; group = \"root\"; };\n", base);
+	assert_int_equal(load_text("control.conf", text, path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_string_equal(cfg->control_socket, "/tmp/x/ctl.sock");
+	assert_int_equal(cfg->control_mode, 0600);
+	assert_string_equal(cfg->control_group, "root");
+	assert_int_equal(cfg->control_gid, 0);
+	assert_true(cfg->control_explicit);
+	config_free(cfg);
+	unlink(path);
+
+	/* A numeric group needs no entry in the group database. */
+	snprintf(text, sizeof(text), "%scontrol = { group = \"4242\"; mode = \"660\"; };\n",
+		 base);
+	assert_int_equal(load_text("control.conf", text, path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(cfg->control_gid, 4242);
+	assert_int_equal(cfg->control_mode, 0660);
+	assert_false(cfg->control_explicit);
+	config_free(cfg);
+	unlink(path);
+
+	snprintf(text, sizeof(text), "%scontrol = { socket = \"run/ctl.sock\"; };\n", base);
+	expect_one_error(text, 5, "control.socket", "must be an absolute path");
+	snprintf(text, sizeof(text), "%scontrol = {\n socket = \"/%0120d\"; };\n", base, 0);
+	expect_one_error(text, 6, "control.socket", "longer than 107 bytes");
+	snprintf(text, sizeof(text), "%scontrol = { mode = \"0968\"; };\n", base);
+	expect_one_error(text, 5, "control.mode", "not an octal mode");
+	snprintf(text, sizeof(text), "%scontrol = { mode = \"4755\"; };\n", base);
+	expect_one_error(text, 5, "control.mode", "at most 0777");
+	snprintf(text, sizeof(text), "%scontrol = { mode = 660; };\n", base);
+	expect_one_error(text, 5, "control.mode", "wrong type");
+	snprintf(text, sizeof(text), "%scontrol = {\n\n group = \"no-such-group-dotsgw\"; };\n",
+		 base);
+	expect_one_error(text, 7, "control.group", "no such group");
+	snprintf(text, sizeof(text), "%scontrol = { port = 4000; };\n", base);
+	expect_one_error(text, 5, "control.port", "unknown key");
+	snprintf(text, sizeof(text), "%scontrol = \"/run/x\";\n", base);
+	expect_one_error(text, 5, "control", "wrong type");
 }
 
 /* No clients at all is fine when the listener has a certificate. */
@@ -981,6 +1040,7 @@ int main(void)
 		cmocka_unit_test(test_full_config),
 		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_control),
 		cmocka_unit_test(test_zero_clients),
 		cmocka_unit_test(test_sample_cpe),
 		cmocka_unit_test(test_sample_edge),
