@@ -1014,6 +1014,181 @@ bool model_scope_overlap(const json_t *a, const json_t *b,
 	return true;
 }
 
+/* ---- pre-parsed overlap (same rule as model_scope_overlap) --------------- */
+
+/* Room for a list's members: its size, 0 when model_list skips it. */
+static size_t model_list_size(const json_t *entry, const char *name)
+{
+	json_t *l = model_list(entry, name);
+
+	return l ? json_array_size(l) : 0;
+}
+
+/* Bytes the valid strings of a list need, with their NULs. */
+static size_t model_list_bytes(const json_t *entry, const char *name)
+{
+	json_t *l = model_list(entry, name), *y;
+	size_t i, n = 0;
+	const char *s;
+
+	json_array_foreach(l, i, y)
+		if ((s = model_str(y)))
+			n += strlen(s) + 1;
+	return n;
+}
+
+/* Copies the valid strings of a list into *pool; FQDNs are lowered and
+ * lose their root dot so that equality is memcmp (model_fqdn_eq). */
+static size_t model_list_strings(const json_t *entry, const char *name,
+				 bool fqdn, const char **v, size_t *lens,
+				 char **pool)
+{
+	json_t *l = model_list(entry, name), *y;
+	size_t i, n = 0;
+	const char *s;
+
+	json_array_foreach(l, i, y) {
+		if (!(s = model_str(y)))
+			continue;
+		size_t len = fqdn ? model_fqdn_len(s) : strlen(s);
+		if (fqdn && len == 0)
+			continue; /* "." equals nothing */
+		for (size_t k = 0; k < len; k++)
+			(*pool)[k] = fqdn ? model_lower(s[k]) : s[k];
+		(*pool)[len] = '\0';
+		v[n] = *pool;
+		if (lens)
+			lens[n] = len;
+		n++;
+		*pool += len + 1;
+	}
+	return n;
+}
+
+int model_scope_targets_parse(const json_t *entry,
+			      struct model_scope_targets *out)
+{
+	size_t npfx = model_list_size(entry, "target-prefix");
+	size_t nport = model_list_size(entry, "target-port-range");
+	size_t nproto = model_list_size(entry, "target-protocol");
+	size_t nfqdn = model_list_size(entry, "target-fqdn");
+	size_t nuri = model_list_size(entry, "target-uri");
+	size_t nalias = model_list_size(entry, "alias-name");
+	size_t chars = model_list_bytes(entry, "target-fqdn") +
+		       model_list_bytes(entry, "target-uri") +
+		       model_list_bytes(entry, "alias-name");
+	/* Most aligned first: one block, one free. */
+	size_t size = nproto * sizeof(json_int_t) +
+		      (nfqdn + nuri + nalias) * sizeof(char *) +
+		      nfqdn * sizeof(size_t) +
+		      nport * sizeof(struct port_range) +
+		      npfx * sizeof(struct prefix) + chars;
+	json_t *l, *y;
+	size_t i;
+	char *p;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(entry))
+		return 0;
+	out->mem = malloc(size ? size : 1); /* no arithmetic on NULL below */
+	if (!out->mem)
+		return DG_ENOMEM;
+	p = out->mem;
+	out->object = true;
+	out->trigger = model_scope_trigger(entry);
+	out->protocols = (json_int_t *)(void *)p;
+	p += nproto * sizeof(json_int_t);
+	out->fqdns = (const char **)(void *)p;
+	p += nfqdn * sizeof(char *);
+	out->uris = (const char **)(void *)p;
+	p += nuri * sizeof(char *);
+	out->aliases = (const char **)(void *)p;
+	p += nalias * sizeof(char *);
+	out->fqdn_lens = (size_t *)(void *)p;
+	p += nfqdn * sizeof(size_t);
+	out->ports = (struct port_range *)(void *)p;
+	p += nport * sizeof(struct port_range);
+	out->prefixes = (struct prefix *)(void *)p;
+	p += npfx * sizeof(struct prefix);
+
+	l = model_list(entry, "target-prefix");
+	json_array_foreach(l, i, y) {
+		const char *s = model_str(y);
+		if (s && !prefix_parse(s, true, &out->prefixes[out->nprefixes]))
+			out->nprefixes++;
+	}
+	l = model_list(entry, "target-port-range");
+	out->has_ports = l != NULL;
+	json_array_foreach(l, i, y)
+		if (model_range_get(y, "lower-port", "upper-port",
+				    &out->ports[out->nports]))
+			out->nports++;
+	l = model_list(entry, "target-protocol");
+	out->has_protocols = l != NULL;
+	json_array_foreach(l, i, y)
+		if (json_is_integer(y))
+			out->protocols[out->nprotocols++] = json_integer_value(y);
+	out->nfqdns = model_list_strings(entry, "target-fqdn", true, out->fqdns,
+					 out->fqdn_lens, &p);
+	out->nuris = model_list_strings(entry, "target-uri", false, out->uris,
+					NULL, &p);
+	out->naliases = model_list_strings(entry, "alias-name", false,
+					   out->aliases, NULL, &p);
+	return 0;
+}
+
+void model_scope_targets_free(struct model_scope_targets *t)
+{
+	free(t->mem);
+	memset(t, 0, sizeof(*t));
+}
+
+static bool model_strs_hit(const char *const *a, size_t na,
+			   const char *const *b, size_t nb)
+{
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			if (strcmp(a[i], b[j]) == 0)
+				return true;
+	return false;
+}
+
+bool model_scope_targets_overlap(const struct model_scope_targets *a,
+				 const struct model_scope_targets *b)
+{
+	bool hit = false;
+
+	if (!a->object || !b->object)
+		return false;
+	/* Both restrict ports (or protocols): they must share one. */
+	if (a->has_ports && b->has_ports) {
+		for (size_t i = 0; i < a->nports && !hit; i++)
+			for (size_t j = 0; j < b->nports && !hit; j++)
+				hit = port_range_overlaps(&a->ports[i], &b->ports[j]);
+		if (!hit)
+			return false;
+	}
+	if (a->has_protocols && b->has_protocols) {
+		hit = false;
+		for (size_t i = 0; i < a->nprotocols && !hit; i++)
+			for (size_t j = 0; j < b->nprotocols && !hit; j++)
+				hit = a->protocols[i] == b->protocols[j];
+		if (!hit)
+			return false;
+	}
+	for (size_t i = 0; i < a->nprefixes; i++)
+		for (size_t j = 0; j < b->nprefixes; j++)
+			if (prefix_overlaps(&a->prefixes[i], &b->prefixes[j]))
+				return true;
+	for (size_t i = 0; i < a->nfqdns; i++)
+		for (size_t j = 0; j < b->nfqdns; j++)
+			if (a->fqdn_lens[i] == b->fqdn_lens[j] &&
+			    memcmp(a->fqdns[i], b->fqdns[j], a->fqdn_lens[i]) == 0)
+				return true;
+	return model_strs_hit(a->uris, a->nuris, b->uris, b->nuris) ||
+	       model_strs_hit(a->aliases, a->naliases, b->aliases, b->naliases);
+}
+
 /* ---- authorization ------------------------------------------------------- */
 
 static bool model_policy_fqdn(const struct model_scope_policy *pol, const char *s)
