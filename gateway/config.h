@@ -127,6 +127,9 @@ struct gw_config {
 
 	struct gw_client *clients; size_t nclients;
 	struct gw_upstream *upstreams; size_t nupstreams;
+	/* The clients with a PSK identity sorted by it, for
+	 * config_client_by_psk (built by config_load; NULL: linear search). */
+	const struct gw_client **psk_index; size_t npsk_index;
 };
 
 /*
