@@ -146,6 +146,11 @@ static const struct cf_key cf_server_keys[] = {
 	{ "key", CF_FILE, CF_FIELD(struct gw_config, server_cred.key), CF_PATH },
 	{ "ca", CF_FILE, CF_FIELD(struct gw_config, server_cred.ca), CF_PATH },
 	{ .name = "session", .type = CF_SECTION },
+	/* A reconnect storm reaches the DTLS/UDP listeners as one burst: the
+	 * kernel's default buffer (about 208 KB) dropped thousands of
+	 * handshake datagrams. 0 keeps the kernel's default. */
+	{ "udp-receive-buffer", CF_INT, CF_FIELD(struct gw_config, udp_rcvbuf),
+	  .lo = 0, .hi = 1073741824, .def = 4194304 },
 };
 
 /*

@@ -23,6 +23,7 @@
  *     listen = ( { transport = "dtls"; address = "::"; port = 4646; }, ... );
  *                                   # transport: dtls | tls | udp | tcp
  *     psk-hint = "dotsgw";
+ *     udp-receive-buffer = 4194304; # bytes per DTLS/UDP listener (0: kernel default)
  *     cert = "/etc/dotsgw/server.pem"; key = "..."; ca = "...";
  *     session = {                   # what the gateway accepts from clients
  *       heartbeat-interval = [15, 30, 240];   # [min, default, max]
@@ -122,6 +123,7 @@ struct gw_config {
 
 	struct gw_listen *listen; size_t nlisten;
 	struct gw_cred server_cred; /* psk_identity = hint; cert/key/ca */
+	uint32_t udp_rcvbuf; /* bytes of SO_RCVBUF for DTLS/UDP listeners; 0: kernel's */
 	struct model_session_limits session_mitigating, session_idle;
 	struct model_session_config session_default;
 

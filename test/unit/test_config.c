@@ -373,6 +373,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->max_body, 8192);
 	assert_int_equal(cfg->request_timeout, 20);
 	assert_string_equal(cfg->id, "dotsgw");
+	assert_int_equal(cfg->udp_rcvbuf, 4194304);
 
 	assert_int_equal(cfg->nlisten, 1);
 	assert_int_equal(cfg->listen[0].transport, GW_TR_DTLS);
@@ -718,6 +719,33 @@ static void test_psk_index(void **state)
 	free(text);
 }
 
+/* server.udp-receive-buffer: bytes, 0 (the kernel's default) to 1 GiB. */
+static void test_udp_receive_buffer(void **state)
+{
+	static const unsigned ok[] = { 0, 65536, 1073741824 };
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	char text[1024], path[PATH_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), PSK_CLIENT PSK_UP
+			 "server = { udp-receive-buffer = %u; };\n", ok[i]);
+		assert_int_equal(load_text("rcvbuf.conf", text, path, sizeof(path),
+					   &cfg, &r), 0);
+		assert_int_equal(r.n, 0);
+		assert_int_equal(cfg->udp_rcvbuf, ok[i]);
+		config_free(cfg);
+		unlink(path);
+	}
+	expect_one_error(PSK_CLIENT PSK_UP "server = {\n udp-receive-buffer = 1073741825; };\n",
+			 4, "server.udp-receive-buffer", "out of range 0..1073741824");
+	expect_one_error(PSK_CLIENT PSK_UP "server = {\n udp-receive-buffer = -1; };\n",
+			 4, "server.udp-receive-buffer", "out of range");
+	expect_one_error(PSK_CLIENT PSK_UP "server = {\n udp-receive-buffer = \"4M\"; };\n",
+			 4, "server.udp-receive-buffer", "wrong type");
+}
+
 /* Rules that need more than one key, and type and shape checks: one
  * error each, with its line and key. */
 static void test_cross_checks(void **state)
@@ -939,6 +967,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_unreadable_file),
 		cmocka_unit_test(test_psk_index),
+		cmocka_unit_test(test_udp_receive_buffer),
 		cmocka_unit_test(test_cross_checks),
 		cmocka_unit_test(test_error_cap),
 		cmocka_unit_test(test_include),
