@@ -5,7 +5,9 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -82,6 +84,30 @@ static void on_hup(uv_signal_t *h, int signum)
 	dg_warn("main", "SIGHUP: reload is not supported yet; configuration unchanged");
 }
 
+/* Map mode holds a socket per client upstream (and TLS/TCP clients one
+ * each downstream): the usual soft limit of 1,024 descriptors is reached
+ * long before the hard limit, so take all that is allowed. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl)) {
+		dg_warn("main", "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur != rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl)) {
+			dg_warn("main", "cannot raise the open-file limit from %llu to %llu: %s",
+				(unsigned long long)was, (unsigned long long)rl.rlim_max,
+				strerror(errno));
+			return;
+		}
+	}
+	dg_debug("main", "open-file limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -154,6 +180,7 @@ int main(int argc, char **argv)
 	coap_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_WARNING);
 	coap_dtls_set_log_level(lvl >= DG_LOG_DEBUG ? LOG_DEBUG : LOG_ERR);
 
+	raise_nofile();
 	uv_loop_init(&app.loop);
 	rc = io_start(&app.loop, app.cfg, &app.io);
 	if (rc) {
