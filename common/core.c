@@ -969,10 +969,11 @@ static bool mitig_overlap(const struct mitig *a, const struct mitig *b)
 }
 
 /* Installs or refreshes the local copy of a mitigation the upstream just
- * accepted with 2.01/2.04. */
+ * accepted with 2.01/2.04. *entry (the request's own copy of the scope
+ * entry, or NULL) is taken: no second copy. */
 static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 				  const char *cuid, uint32_t mid,
-				  const json_t *entry, const json_t *rsp_body,
+				  json_t **entry, const json_t *rsp_body,
 				  dg_time_ms now, struct core_actions *out)
 {
 	struct cuid_st *cs = cuid_bind(c, cl, cuid);
@@ -1008,14 +1009,13 @@ static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 		cs->mitigs = m;
 	}
 	bool changed = created;
-	if (entry) {
-		json_t *copy = json_deep_copy(entry);
-		if (copy) {
-			json_object_del(copy, "attack-status");
-			json_decref(m->entry);
-			m->entry = copy;
-			changed = true;
-		}
+	if (*entry) {
+		json_t *copy = *entry;
+		*entry = NULL;
+		json_object_del(copy, "attack-status");
+		json_decref(m->entry);
+		m->entry = copy;
+		changed = true;
 	}
 	if (!m->entry)
 		m->entry = json_object();
@@ -1317,7 +1317,9 @@ static struct up_req *relay_put(struct core *c, struct client_st *cl,
 		return NULL;
 	snprintf(r->cuid, sizeof(r->cuid), "%s", cuid);
 	r->mid = mid;
-	r->entry = json_deep_copy(entry);
+	/* A reference, not a copy: callers hand over an entry nobody else
+	 * changes (a decoded request body, or a copy of their own). */
+	r->entry = json_incref((json_t *)entry);
 	r->msg.if_match_empty = if_match;
 	r->msg.has_hop_limit = true;
 	r->msg.hop_limit = hop_limit;
@@ -2082,7 +2084,7 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 	struct client_st *cl = r->up->owner;
 
 	if (rsp->code == DG_CODE_CREATED || rsp->code == DG_CODE_CHANGED) {
-		mitig_accept(c, cl, r->cuid, r->mid, r->entry, body, now, out);
+		mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
 	} else if (r->kind == REQ_RESEND_PUT) {
 		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);

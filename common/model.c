@@ -1016,18 +1016,18 @@ bool model_scope_overlap(const json_t *a, const json_t *b,
 
 /* ---- pre-parsed overlap (same rule as model_scope_overlap) --------------- */
 
-/* Room for a list's members: its size, 0 when model_list skips it. */
-static size_t model_list_size(const json_t *entry, const char *name)
-{
-	json_t *l = model_list(entry, name);
-
-	return l ? json_array_size(l) : 0;
-}
+/* The members the overlap rule reads (model_overlap_attrs). */
+enum { MODEL_T_PREFIX, MODEL_T_PORT, MODEL_T_PROTO, MODEL_T_FQDN, MODEL_T_URI,
+       MODEL_T_ALIAS, MODEL_T_N };
+static const char *const model_target_names[MODEL_T_N] = {
+	"target-prefix", "target-port-range", "target-protocol", "target-fqdn",
+	"target-uri", "alias-name",
+};
 
 /* Bytes the valid strings of a list need, with their NULs. */
-static size_t model_list_bytes(const json_t *entry, const char *name)
+static size_t model_list_bytes(const json_t *l)
 {
-	json_t *l = model_list(entry, name), *y;
+	json_t *y;
 	size_t i, n = 0;
 	const char *s;
 
@@ -1039,11 +1039,10 @@ static size_t model_list_bytes(const json_t *entry, const char *name)
 
 /* Copies the valid strings of a list into *pool; FQDNs are lowered and
  * lose their root dot so that equality is memcmp (model_fqdn_eq). */
-static size_t model_list_strings(const json_t *entry, const char *name,
-				 bool fqdn, const char **v, size_t *lens,
-				 char **pool)
+static size_t model_list_strings(const json_t *l, bool fqdn, const char **v,
+				 size_t *lens, char **pool)
 {
-	json_t *l = model_list(entry, name), *y;
+	json_t *y;
 	size_t i, n = 0;
 	const char *s;
 
@@ -1068,71 +1067,82 @@ static size_t model_list_strings(const json_t *entry, const char *name,
 int model_scope_targets_parse(const json_t *entry,
 			      struct model_scope_targets *out)
 {
-	size_t npfx = model_list_size(entry, "target-prefix");
-	size_t nport = model_list_size(entry, "target-port-range");
-	size_t nproto = model_list_size(entry, "target-protocol");
-	size_t nfqdn = model_list_size(entry, "target-fqdn");
-	size_t nuri = model_list_size(entry, "target-uri");
-	size_t nalias = model_list_size(entry, "alias-name");
-	size_t chars = model_list_bytes(entry, "target-fqdn") +
-		       model_list_bytes(entry, "target-uri") +
-		       model_list_bytes(entry, "alias-name");
-	/* Most aligned first: one block, one free. */
-	size_t size = nproto * sizeof(json_int_t) +
-		      (nfqdn + nuri + nalias) * sizeof(char *) +
-		      nfqdn * sizeof(size_t) +
-		      nport * sizeof(struct port_range) +
-		      npfx * sizeof(struct prefix) + chars;
-	json_t *l, *y;
-	size_t i;
+	json_t *l[MODEL_T_N] = { NULL }, *v, *y;
+	size_t n[MODEL_T_N] = { 0 }, size, chars, i;
+	bool trigger = true; /* YANG default, as model_scope_trigger() */
+	const char *key;
 	char *p;
 
 	memset(out, 0, sizeof(*out));
 	if (!json_is_object(entry))
 		return 0;
+	/* One walk over the members rather than a lookup per name: this
+	 * runs on every installation and refresh. */
+	json_object_foreach((json_t *)entry, key, v) {
+		if (strcmp(key, "trigger-mitigation") == 0) {
+			trigger = !json_is_false(v);
+			continue;
+		}
+		for (int k = 0; k < MODEL_T_N; k++) {
+			if (strcmp(key, model_target_names[k]) != 0)
+				continue;
+			/* as model_list(): only a non-empty array counts */
+			if (json_is_array(v) && json_array_size(v)) {
+				l[k] = v;
+				n[k] = json_array_size(v);
+			}
+			break;
+		}
+	}
+	chars = model_list_bytes(l[MODEL_T_FQDN]) +
+		model_list_bytes(l[MODEL_T_URI]) +
+		model_list_bytes(l[MODEL_T_ALIAS]);
+	/* Most aligned first: one block, one free. */
+	size = n[MODEL_T_PROTO] * sizeof(json_int_t) +
+	       (n[MODEL_T_FQDN] + n[MODEL_T_URI] + n[MODEL_T_ALIAS]) * sizeof(char *) +
+	       n[MODEL_T_FQDN] * sizeof(size_t) +
+	       n[MODEL_T_PORT] * sizeof(struct port_range) +
+	       n[MODEL_T_PREFIX] * sizeof(struct prefix) + chars;
 	out->mem = malloc(size ? size : 1); /* no arithmetic on NULL below */
 	if (!out->mem)
 		return DG_ENOMEM;
 	p = out->mem;
 	out->object = true;
-	out->trigger = model_scope_trigger(entry);
+	out->trigger = trigger;
 	out->protocols = (json_int_t *)(void *)p;
-	p += nproto * sizeof(json_int_t);
+	p += n[MODEL_T_PROTO] * sizeof(json_int_t);
 	out->fqdns = (const char **)(void *)p;
-	p += nfqdn * sizeof(char *);
+	p += n[MODEL_T_FQDN] * sizeof(char *);
 	out->uris = (const char **)(void *)p;
-	p += nuri * sizeof(char *);
+	p += n[MODEL_T_URI] * sizeof(char *);
 	out->aliases = (const char **)(void *)p;
-	p += nalias * sizeof(char *);
+	p += n[MODEL_T_ALIAS] * sizeof(char *);
 	out->fqdn_lens = (size_t *)(void *)p;
-	p += nfqdn * sizeof(size_t);
+	p += n[MODEL_T_FQDN] * sizeof(size_t);
 	out->ports = (struct port_range *)(void *)p;
-	p += nport * sizeof(struct port_range);
+	p += n[MODEL_T_PORT] * sizeof(struct port_range);
 	out->prefixes = (struct prefix *)(void *)p;
-	p += npfx * sizeof(struct prefix);
+	p += n[MODEL_T_PREFIX] * sizeof(struct prefix);
 
-	l = model_list(entry, "target-prefix");
-	json_array_foreach(l, i, y) {
+	json_array_foreach(l[MODEL_T_PREFIX], i, y) {
 		const char *s = model_str(y);
 		if (s && !prefix_parse(s, true, &out->prefixes[out->nprefixes]))
 			out->nprefixes++;
 	}
-	l = model_list(entry, "target-port-range");
-	out->has_ports = l != NULL;
-	json_array_foreach(l, i, y)
+	out->has_ports = l[MODEL_T_PORT] != NULL;
+	json_array_foreach(l[MODEL_T_PORT], i, y)
 		if (model_range_get(y, "lower-port", "upper-port",
 				    &out->ports[out->nports]))
 			out->nports++;
-	l = model_list(entry, "target-protocol");
-	out->has_protocols = l != NULL;
-	json_array_foreach(l, i, y)
+	out->has_protocols = l[MODEL_T_PROTO] != NULL;
+	json_array_foreach(l[MODEL_T_PROTO], i, y)
 		if (json_is_integer(y))
 			out->protocols[out->nprotocols++] = json_integer_value(y);
-	out->nfqdns = model_list_strings(entry, "target-fqdn", true, out->fqdns,
+	out->nfqdns = model_list_strings(l[MODEL_T_FQDN], true, out->fqdns,
 					 out->fqdn_lens, &p);
-	out->nuris = model_list_strings(entry, "target-uri", false, out->uris,
-					NULL, &p);
-	out->naliases = model_list_strings(entry, "alias-name", false,
+	out->nuris = model_list_strings(l[MODEL_T_URI], false, out->uris, NULL,
+					&p);
+	out->naliases = model_list_strings(l[MODEL_T_ALIAS], false,
 					   out->aliases, NULL, &p);
 	return 0;
 }
