@@ -77,10 +77,14 @@ struct cuid_st;
 struct mitig {
 	struct hmap_node node; /* core->mitigs by id */
 	struct mitig *next;    /* in cuid_st->mitigs */
+	struct hmap_node mid_node; /* cuid_st->mids by mid */
 	struct cuid_st *cs;
 	uint64_t id;
 	uint32_t mid;
 	json_t *entry;   /* the request's scope entry (config nodes) */
+	/* entry parsed once for the overlap check; object false when the
+	 * parse ran out of memory (then the JSON entry is compared) */
+	struct model_scope_targets targets;
 	json_t *status;  /* upstream's non-config nodes, or NULL */
 	int64_t lifetime;
 	dg_time_ms expires;
@@ -97,6 +101,7 @@ struct cuid_st {
 	struct cuid_st *next;  /* in client_st->cuids */
 	struct client_st *owner;
 	struct mitig *mitigs;
+	struct hmap mids;      /* its mitigations by mid */
 	char cuid[MODEL_ID_MAX + 1];
 };
 
@@ -433,9 +438,14 @@ static struct cuid_st *cuid_find(const struct core *c, const char *cuid)
 
 static struct mitig *mitig_find(const struct cuid_st *cs, uint32_t mid)
 {
-	for (struct mitig *m = cs ? cs->mitigs : NULL; m; m = m->next)
+	if (!cs)
+		return NULL;
+	for (struct hmap_node *n = hmap_first(&cs->mids, hmap_hash_u64(mid)); n;
+	     n = hmap_next(n)) {
+		struct mitig *m = hmap_entry(n, struct mitig, mid_node);
 		if (m->mid == mid)
 			return m;
+	}
 	return NULL;
 }
 
@@ -882,6 +892,7 @@ static void cuid_maybe_unbind(struct core *c, struct cuid_st *cs)
 	if (*p)
 		*p = cs->next;
 	hmap_remove(&c->cuids, &cs->node);
+	hmap_free(&cs->mids);
 	free(cs);
 }
 
@@ -909,8 +920,10 @@ static void mitig_remove(struct core *c, struct mitig *m,
 	end_observers_of(c, cl, cs->cuid, m->mid, out);
 	observe_cancel(c, m);
 	hmap_remove(&c->mitigs, &m->node);
+	hmap_remove(&cs->mids, &m->mid_node);
 	json_decref(m->entry);
 	json_decref(m->status);
+	model_scope_targets_free(&m->targets);
 	free(m);
 	cuid_maybe_unbind(c, cs);
 	up_maybe_release(c, cl, out);
@@ -985,11 +998,23 @@ static void mitig_take_status(struct mitig *m, const json_t *e, dg_time_ms now)
 	}
 }
 
+/* Same trigger type and overlapping targets (RFC 9132 §4.4.1.3), from
+ * the pre-parsed scopes when both have one. */
+static bool mitig_overlap(const struct mitig *a, const struct mitig *b)
+{
+	if (a->targets.object && b->targets.object)
+		return a->targets.trigger == b->targets.trigger &&
+		       model_scope_targets_overlap(&a->targets, &b->targets);
+	return model_scope_trigger(a->entry) == model_scope_trigger(b->entry) &&
+	       model_scope_overlap(a->entry, b->entry, NULL);
+}
+
 /* Installs or refreshes the local copy of a mitigation the upstream just
- * accepted with 2.01/2.04. */
+ * accepted with 2.01/2.04. *entry (the request's own copy of the scope
+ * entry, or NULL) is taken: no second copy. */
 static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 				  const char *cuid, uint32_t mid,
-				  const json_t *entry, const json_t *rsp_body,
+				  json_t **entry, const json_t *rsp_body,
 				  dg_time_ms now, struct core_actions *out)
 {
 	struct cuid_st *cs = cuid_bind(c, cl, cuid);
@@ -1015,19 +1040,30 @@ static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 			cuid_maybe_unbind(c, cs);
 			return NULL;
 		}
+		if (hmap_insert(&cs->mids, &m->mid_node, hmap_hash_u64(mid))) {
+			hmap_remove(&c->mitigs, &m->node);
+			free(m);
+			cuid_maybe_unbind(c, cs);
+			return NULL;
+		}
 		m->next = cs->mitigs;
 		cs->mitigs = m;
 	}
-	if (entry) {
-		json_t *copy = json_deep_copy(entry);
-		if (copy) {
-			json_object_del(copy, "attack-status");
-			json_decref(m->entry);
-			m->entry = copy;
-		}
+	bool changed = created;
+	if (*entry) {
+		json_t *copy = *entry;
+		*entry = NULL;
+		json_object_del(copy, "attack-status");
+		json_decref(m->entry);
+		m->entry = copy;
+		changed = true;
 	}
 	if (!m->entry)
 		m->entry = json_object();
+	if (changed || !m->targets.object) {
+		model_scope_targets_free(&m->targets);
+		(void)model_scope_targets_parse(m->entry, &m->targets);
+	}
 	m->lifetime = model_scope_lifetime(m->entry);
 	/* The upstream may grant a different lifetime (RFC 9132 §4.4.1.3). */
 	const json_t *rs = json_object_get(json_object_get(rsp_body, CBOR_MSG_MITIGATION), "scope");
@@ -1052,9 +1088,7 @@ static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 		struct mitig *o = cs->mitigs, *next;
 		for (; o; o = next) {
 			next = o->next;
-			if (o != m && o->mid < mid &&
-			    model_scope_trigger(o->entry) == model_scope_trigger(m->entry) &&
-			    model_scope_overlap(o->entry, m->entry, NULL)) {
+			if (o != m && o->mid < mid && mitig_overlap(o, m)) {
 				dg_info(LOG_CORE, "client=%s cuid=%s mid=%" PRIu32 " replaced by mid=%" PRIu32,
 					cl->cfg->name, cuid, o->mid, mid);
 				mitig_remove(c, o, out);
@@ -1326,7 +1360,9 @@ static struct up_req *relay_put(struct core *c, struct client_st *cl,
 		return NULL;
 	snprintf(r->cuid, sizeof(r->cuid), "%s", cuid);
 	r->mid = mid;
-	r->entry = json_deep_copy(entry);
+	/* A reference, not a copy: callers hand over an entry nobody else
+	 * changes (a decoded request body, or a copy of their own). */
+	r->entry = json_incref((json_t *)entry);
 	r->msg.if_match_empty = if_match;
 	r->msg.has_hop_limit = true;
 	r->msg.hop_limit = hop_limit;
@@ -1405,11 +1441,15 @@ void core_free(struct core *c)
 		struct mitig *m = hmap_entry(n, struct mitig, node);
 		json_decref(m->entry);
 		json_decref(m->status);
+		model_scope_targets_free(&m->targets);
 		free(m);
 	}
 	it = (struct hmap_iter){ 0, NULL };
-	while ((n = hmap_iter_next(&c->cuids, &it)))
-		free(hmap_entry(n, struct cuid_st, node));
+	while ((n = hmap_iter_next(&c->cuids, &it))) {
+		struct cuid_st *cs = hmap_entry(n, struct cuid_st, node);
+		hmap_free(&cs->mids);
+		free(cs);
+	}
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->dn, &it)))
 		free(hmap_entry(n, struct dn_sess, node));
@@ -2684,7 +2724,7 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 	struct client_st *cl = r->up->owner;
 
 	if (rsp->code == DG_CODE_CREATED || rsp->code == DG_CODE_CHANGED) {
-		mitig_accept(c, cl, r->cuid, r->mid, r->entry, body, now, out);
+		mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
 	} else if (r->kind == REQ_RESEND_PUT) {
 		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);

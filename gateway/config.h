@@ -23,6 +23,7 @@
  *     listen = ( { transport = "dtls"; address = "::"; port = 4646; }, ... );
  *                                   # transport: dtls | tls | udp | tcp
  *     psk-hint = "dotsgw";
+ *     udp-receive-buffer = 4194304; # bytes per DTLS/UDP listener (0: kernel default)
  *     cert = "/etc/dotsgw/server.pem"; key = "..."; ca = "...";
  *     session = {                   # what the gateway accepts from clients
  *       heartbeat-interval = [15, 30, 240];   # [min, default, max]
@@ -139,6 +140,7 @@ struct gw_config {
 
 	struct gw_listen *listen; size_t nlisten;
 	struct gw_cred server_cred; /* psk_identity = hint; cert/key/ca */
+	uint32_t udp_rcvbuf; /* bytes of SO_RCVBUF for DTLS/UDP listeners; 0: kernel's */
 	struct model_session_limits session_mitigating, session_idle;
 	struct model_session_config session_default;
 
@@ -161,6 +163,9 @@ struct gw_config {
 	char *control_group;      /* as configured, or NULL */
 	long control_gid;         /* resolved group, -1: leave as created */
 	bool control_explicit;
+	/* The clients with a PSK identity sorted by it, for
+	 * config_client_by_psk (built by config_load; NULL: linear search). */
+	const struct gw_client **psk_index; size_t npsk_index;
 };
 
 /*

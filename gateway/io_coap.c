@@ -5,14 +5,19 @@
 #include "io_coap.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
+/* Always: the gateway's own cuid comes from its certificate (own_cuid),
+ * whichever TLS library libcoap uses. */
 #include <gnutls/gnutls.h>
 
 #include <coap3/coap.h>
@@ -1128,6 +1133,97 @@ static void arm_timer(struct io *io)
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
+/* a and b are the same local address and port. */
+static bool same_sockaddr(const struct sockaddr_storage *a, const coap_address_t *b)
+{
+	if (a->ss_family != b->addr.sa.sa_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)(const void *)a;
+		return x->sin_port == b->addr.sin.sin_port &&
+		       x->sin_addr.s_addr == b->addr.sin.sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)(const void *)a;
+		return x->sin6_port == b->addr.sin6.sin6_port &&
+		       memcmp(&x->sin6_addr, &b->addr.sin6.sin6_addr,
+			      sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* Sets the receive buffer of one socket and says what the kernel granted. */
+static void set_rcvbuf(int fd, const struct gw_listen *l, int want)
+{
+	int got = 0;
+	socklen_t len = sizeof(got);
+
+	/* SO_RCVBUFFORCE passes net.core.rmem_max but needs CAP_NET_ADMIN. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)))
+		dg_warn(LOG_IO, "listener %s port %u: SO_RCVBUF %d: %s",
+			l->address, l->port, want, strerror(errno));
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len))
+		return;
+	/* Linux reports twice the size asked for (bookkeeping overhead). */
+	if (got / 2 < want)
+		dg_warn(LOG_IO, "listener %s port %u: receive buffer %d bytes, "
+			"not %d (net.core.rmem_max limits it; datagrams may be "
+			"dropped in a reconnect storm)", l->address, l->port,
+			got / 2, want);
+	else
+		dg_debug(LOG_IO, "listener %s port %u: receive buffer %d bytes",
+			 l->address, l->port, got / 2);
+}
+
+/*
+ * Sizes the receive buffer of a DTLS/UDP listener: a reconnect storm
+ * arrives as one burst. libcoap 4.3.1 has no call that returns an
+ * endpoint's socket, so it is found among the process's descriptors by its
+ * type and local address (once per listener, at start).
+ */
+static void listener_rcvbuf(struct io *io, const struct gw_listen *l,
+			    const coap_address_t *addr)
+{
+	int want = (int)io->cfg->udp_rcvbuf, found = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (!want || gw_transport_reliable(l->transport))
+		return;
+	d = opendir("/proc/self/fd");
+	if (!d) {
+		dg_warn(LOG_IO, "listener %s port %u: cannot size its receive "
+			"buffer (/proc/self/fd: %s)", l->address, l->port,
+			strerror(errno));
+		return;
+	}
+	while ((e = readdir(d))) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int type = 0, fd;
+		socklen_t tlen = sizeof(type);
+		char *end;
+		long v = strtol(e->d_name, &end, 10);
+
+		if (end == e->d_name || *end || v < 0 || v > INT32_MAX ||
+		    (int)v == dirfd(d))
+			continue;
+		fd = (int)v;
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) ||
+		    type != SOCK_DGRAM ||
+		    getsockname(fd, (struct sockaddr *)&ss, &len) ||
+		    !same_sockaddr(&ss, addr))
+			continue;
+		set_rcvbuf(fd, l, want);
+		found++;
+	}
+	closedir(d);
+	if (!found)
+		dg_warn(LOG_IO, "listener %s port %u: socket not found, receive "
+			"buffer left at the kernel's default", l->address, l->port);
+}
+
 static int add_listener(struct io *io, const struct gw_listen *l,
 			coap_endpoint_t **ep)
 {
@@ -1147,6 +1243,7 @@ static int add_listener(struct io *io, const struct gw_listen *l,
 		       l->port, gw_transport_name(l->transport));
 		return DG_EIO;
 	}
+	listener_rcvbuf(io, l, &addr);
 	dg_info(LOG_IO, "listening on %s port %u (%s)", l->address, l->port,
 		gw_transport_name(l->transport));
 	return 0;

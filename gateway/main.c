@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -183,6 +185,30 @@ static int ctl_reload(void *arg, char *err, size_t errlen)
 	return rc;
 }
 
+/* Map mode holds a socket per client upstream (and TLS/TCP clients one
+ * each downstream): the usual soft limit of 1,024 descriptors is reached
+ * long before the hard limit, so take all that is allowed. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl)) {
+		dg_warn("main", "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur != rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl)) {
+			dg_warn("main", "cannot raise the open-file limit from %llu to %llu: %s",
+				(unsigned long long)was, (unsigned long long)rl.rlim_max,
+				strerror(errno));
+			return;
+		}
+	}
+	dg_debug("main", "open-file limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -260,6 +286,7 @@ int main(int argc, char **argv)
 	/* A control client that goes away leaves a write failing with EPIPE:
 	 * that connection ends, not the gateway. */
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	uv_loop_init(&app.loop);
 	rc = io_start(&app.loop, app.cfg, &app.io);
 	if (rc) {
