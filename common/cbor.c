@@ -346,16 +346,35 @@ const char *cbor_enum_label(const char *attr, int value)
 
 /* ---- Diagnostics path ------------------------------------------------------ */
 
+/*
+ * Where the walk is: a stack of member names and array indices, turned
+ * into text only when a diagnostic needs it (formatting it at every step
+ * cost more than the decoding itself). A segment prints as at least two
+ * characters ("[0]", ".x"), so segments past CB_PATH_SEGS could only fall
+ * beyond the 127 characters the text keeps: they are counted, not stored.
+ */
+#define CB_PATH_SEGS 64
+
+struct cb_seg {
+	const char *name; /* a member, or NULL for an array index */
+	uint64_t index;
+};
+
 struct cb_path {
+	struct cb_seg v[CB_PATH_SEGS];
+	size_t n;
+};
+
+struct cb_text {
 	char s[128];
 	size_t len;
 };
 
-static size_t path_add(struct cb_path *p, const char *fmt, ...)
+static size_t path_add(struct cb_text *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Appends to the path; returns the length to restore with path_pop(). */
-static size_t path_add(struct cb_path *p, const char *fmt, ...)
+/* Appends to the text, up to its size. */
+static size_t path_add(struct cb_text *p, const char *fmt, ...)
 {
 	size_t old = p->len;
 	va_list ap;
@@ -373,19 +392,50 @@ static size_t path_add(struct cb_path *p, const char *fmt, ...)
 	return old;
 }
 
-/* Member names appear without their module prefix to keep diagnostics
- * short: "mitigation-scope.scope[0].lifetime". */
+/* Pushes a segment; returns the depth to restore with path_pop(). */
+static size_t path_push(struct cb_path *p, const char *name, uint64_t index)
+{
+	size_t old = p->n;
+
+	if (p->n < CB_PATH_SEGS)
+		p->v[p->n] = (struct cb_seg){ name, index };
+	p->n++;
+	return old;
+}
+
 static size_t path_member(struct cb_path *p, const char *name)
 {
-	const char *colon = strchr(name, ':');
+	return path_push(p, name, 0);
+}
 
-	return path_add(p, "%s%s", p->len ? "." : "", colon ? colon + 1 : name);
+static size_t path_index(struct cb_path *p, uint64_t index)
+{
+	return path_push(p, NULL, index);
 }
 
 static void path_pop(struct cb_path *p, size_t old)
 {
-	p->len = old;
-	p->s[old] = '\0';
+	p->n = old;
+}
+
+/* Member names appear without their module prefix to keep diagnostics
+ * short: "mitigation-scope.scope[0].lifetime". */
+static void path_text(const struct cb_path *p, struct cb_text *t)
+{
+	size_t n = p->n < CB_PATH_SEGS ? p->n : CB_PATH_SEGS;
+
+	t->len = 0;
+	t->s[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const char *name = p->v[i].name, *colon;
+
+		if (!name) {
+			path_add(t, "[%" PRIu64 "]", p->v[i].index);
+			continue;
+		}
+		colon = strchr(name, ':');
+		path_add(t, "%s%s", t->len ? "." : "", colon ? colon + 1 : name);
+	}
 }
 
 static void cb_fail(struct dg_diag *diag, const struct cb_path *p,
@@ -394,11 +444,13 @@ static void cb_fail(struct dg_diag *diag, const struct cb_path *p,
 		    const char *fmt, va_list ap)
 {
 	char msg[sizeof(diag->text)];
+	struct cb_text t;
 
 	if (!diag)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	dg_diag_set(diag, "%s: %s", p->len ? p->s : "top level", msg);
+	path_text(p, &t);
+	dg_diag_set(diag, "%s: %s", t.len ? t.s : "top level", msg);
 }
 
 /* Returns 0, 1 when s is not valid UTF-8 (RFC 3629: no overlongs, no
@@ -905,7 +957,7 @@ static int rd_list(struct rd *r, const struct cb_node *node, json_t **out)
 		rc = rd_next(r, &h, i, &more);
 		if (rc || !more)
 			break;
-		old = path_add(&r->path, "[%" PRIu64 "]", i);
+		old = path_index(&r->path, i);
 		rc = rd_value(r, node->elem, &v);
 		path_pop(&r->path, old);
 		if (!rc && json_array_append_new(arr, v))
@@ -1366,7 +1418,7 @@ static int wr_value(struct wr *w, const struct cb_node *node, const json_t *v)
 			return wr_type_error(w, "array", v);
 		wr_head(w, MT_ARRAY, json_array_size(v));
 		json_array_foreach(v, i, item) {
-			old = path_add(&w->path, "[%zu]", i);
+			old = path_index(&w->path, i);
 			rc = wr_value(w, node->elem, item);
 			path_pop(&w->path, old);
 			if (rc)

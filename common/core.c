@@ -25,6 +25,7 @@
 #include "cbor.h"
 #include "hmap.h"
 #include "ident.h"
+#include "metrics.h"
 #include "../gateway/config.h"
 
 #define LOG_DN "dn"
@@ -76,15 +77,23 @@ struct cuid_st;
 struct mitig {
 	struct hmap_node node; /* core->mitigs by id */
 	struct mitig *next;    /* in cuid_st->mitigs */
+	struct hmap_node mid_node; /* cuid_st->mids by mid */
 	struct cuid_st *cs;
 	uint64_t id;
 	uint32_t mid;
 	json_t *entry;   /* the request's scope entry (config nodes) */
+	/* entry parsed once for the overlap check; object false when the
+	 * parse ran out of memory (then the JSON entry is compared) */
+	struct model_scope_targets targets;
 	json_t *status;  /* upstream's non-config nodes, or NULL */
 	int64_t lifetime;
 	dg_time_ms expires;
 	uint64_t obs_token; /* 0: not observed upstream */
 	uint32_t gen;
+	/* metrics, from status: RFC 9132 status (0: none reported yet) and
+	 * bytes, pkts, bps, pps dropped; a scrape must not parse JSON */
+	int mx_status;
+	double mx_dropped[4];
 };
 
 struct cuid_st {
@@ -92,6 +101,7 @@ struct cuid_st {
 	struct cuid_st *next;  /* in client_st->cuids */
 	struct client_st *owner;
 	struct mitig *mitigs;
+	struct hmap mids;      /* its mitigations by mid */
 	char cuid[MODEL_ID_MAX + 1];
 };
 
@@ -192,10 +202,14 @@ struct core {
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
 	size_t heap_n, heap_cap;
+	struct metrics_dots *metrics; /* NULL: none */
 	/* Discovered upstreams' candidates, by upstream name (RFC 8973). */
 	struct core_tlist **tlists;
 	size_t ntlists;
 };
+
+/* A metrics family, or NULL (a no-op) when metrics are off. */
+#define CORE_MX(c, f) ((c)->metrics ? (c)->metrics->f : NULL)
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -431,9 +445,14 @@ static struct cuid_st *cuid_find(const struct core *c, const char *cuid)
 
 static struct mitig *mitig_find(const struct cuid_st *cs, uint32_t mid)
 {
-	for (struct mitig *m = cs ? cs->mitigs : NULL; m; m = m->next)
+	if (!cs)
+		return NULL;
+	for (struct hmap_node *n = hmap_first(&cs->mids, hmap_hash_u64(mid)); n;
+	     n = hmap_next(n)) {
+		struct mitig *m = hmap_entry(n, struct mitig, mid_node);
 		if (m->mid == mid)
 			return m;
+	}
 	return NULL;
 }
 
@@ -587,6 +606,7 @@ static void dn_notify_one(struct core *c, struct dn_obs *o, int code,
 		a->msg.has_observe = true;
 		a->msg.observe = ++o->seq & 0xffffff;
 	}
+	metrics_add(CORE_MX(c, notifications), (const char *[]){ METRICS_DN }, 1);
 	if (body) {
 		a->msg.payload = encode_or_null(body, &a->msg.payload_len);
 		if (a->msg.payload)
@@ -879,6 +899,7 @@ static void cuid_maybe_unbind(struct core *c, struct cuid_st *cs)
 	if (*p)
 		*p = cs->next;
 	hmap_remove(&c->cuids, &cs->node);
+	hmap_free(&cs->mids);
 	free(cs);
 }
 
@@ -906,8 +927,10 @@ static void mitig_remove(struct core *c, struct mitig *m,
 	end_observers_of(c, cl, cs->cuid, m->mid, out);
 	observe_cancel(c, m);
 	hmap_remove(&c->mitigs, &m->node);
+	hmap_remove(&cs->mids, &m->mid_node);
 	json_decref(m->entry);
 	json_decref(m->status);
+	model_scope_targets_free(&m->targets);
 	free(m);
 	cuid_maybe_unbind(c, cs);
 	up_maybe_release(c, cl, out);
@@ -938,6 +961,26 @@ static void observe_start(struct core *c, struct mitig *m, dg_time_ms now,
 	req_go(c, r, now, out);
 }
 
+/* Keeps what the metrics collector needs of m->status, parsed once. */
+static void mx_take_status(struct mitig *m)
+{
+	static const char *const drops[] = {
+		"bytes-dropped", "pkts-dropped", "bps-dropped", "pps-dropped",
+	};
+	const char *sv = json_string_value(json_object_get(m->status, "status"));
+	const char *label;
+
+	m->mx_status = 0;
+	for (int st = 1; sv && (label = cbor_enum_label("status", st)); st++)
+		if (strcmp(sv, label) == 0)
+			m->mx_status = st;
+	for (size_t i = 0; i < 4; i++) {
+		/* uint64 leaves are JSON strings (RFC 7951 §6.1) */
+		const char *v = json_string_value(json_object_get(m->status, drops[i]));
+		m->mx_dropped[i] = v ? strtod(v, NULL) : 0;
+	}
+}
+
 /* Takes the non-config nodes of an upstream status entry. */
 static void mitig_take_status(struct mitig *m, const json_t *e, dg_time_ms now)
 {
@@ -952,6 +995,7 @@ static void mitig_take_status(struct mitig *m, const json_t *e, dg_time_ms now)
 	}
 	json_decref(m->status);
 	m->status = st;
+	mx_take_status(m);
 	json_t *lt = json_object_get(e, "lifetime");
 	if (json_is_integer(lt)) {
 		json_int_t v = json_integer_value(lt);
@@ -961,11 +1005,23 @@ static void mitig_take_status(struct mitig *m, const json_t *e, dg_time_ms now)
 	}
 }
 
+/* Same trigger type and overlapping targets (RFC 9132 §4.4.1.3), from
+ * the pre-parsed scopes when both have one. */
+static bool mitig_overlap(const struct mitig *a, const struct mitig *b)
+{
+	if (a->targets.object && b->targets.object)
+		return a->targets.trigger == b->targets.trigger &&
+		       model_scope_targets_overlap(&a->targets, &b->targets);
+	return model_scope_trigger(a->entry) == model_scope_trigger(b->entry) &&
+	       model_scope_overlap(a->entry, b->entry, NULL);
+}
+
 /* Installs or refreshes the local copy of a mitigation the upstream just
- * accepted with 2.01/2.04. */
+ * accepted with 2.01/2.04. *entry (the request's own copy of the scope
+ * entry, or NULL) is taken: no second copy. */
 static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 				  const char *cuid, uint32_t mid,
-				  const json_t *entry, const json_t *rsp_body,
+				  json_t **entry, const json_t *rsp_body,
 				  dg_time_ms now, struct core_actions *out)
 {
 	struct cuid_st *cs = cuid_bind(c, cl, cuid);
@@ -991,19 +1047,30 @@ static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 			cuid_maybe_unbind(c, cs);
 			return NULL;
 		}
+		if (hmap_insert(&cs->mids, &m->mid_node, hmap_hash_u64(mid))) {
+			hmap_remove(&c->mitigs, &m->node);
+			free(m);
+			cuid_maybe_unbind(c, cs);
+			return NULL;
+		}
 		m->next = cs->mitigs;
 		cs->mitigs = m;
 	}
-	if (entry) {
-		json_t *copy = json_deep_copy(entry);
-		if (copy) {
-			json_object_del(copy, "attack-status");
-			json_decref(m->entry);
-			m->entry = copy;
-		}
+	bool changed = created;
+	if (*entry) {
+		json_t *copy = *entry;
+		*entry = NULL;
+		json_object_del(copy, "attack-status");
+		json_decref(m->entry);
+		m->entry = copy;
+		changed = true;
 	}
 	if (!m->entry)
 		m->entry = json_object();
+	if (changed || !m->targets.object) {
+		model_scope_targets_free(&m->targets);
+		(void)model_scope_targets_parse(m->entry, &m->targets);
+	}
 	m->lifetime = model_scope_lifetime(m->entry);
 	/* The upstream may grant a different lifetime (RFC 9132 §4.4.1.3). */
 	const json_t *rs = json_object_get(json_object_get(rsp_body, CBOR_MSG_MITIGATION), "scope");
@@ -1028,9 +1095,7 @@ static struct mitig *mitig_accept(struct core *c, struct client_st *cl,
 		struct mitig *o = cs->mitigs, *next;
 		for (; o; o = next) {
 			next = o->next;
-			if (o != m && o->mid < mid &&
-			    model_scope_trigger(o->entry) == model_scope_trigger(m->entry) &&
-			    model_scope_overlap(o->entry, m->entry, NULL)) {
+			if (o != m && o->mid < mid && mitig_overlap(o, m)) {
 				dg_info(LOG_CORE, "client=%s cuid=%s mid=%" PRIu32 " replaced by mid=%" PRIu32,
 					cl->cfg->name, cuid, o->mid, mid);
 				mitig_remove(c, o, out);
@@ -1282,6 +1347,7 @@ static void up_send_heartbeat(struct core *c, struct up_sess *u, dg_time_ms now,
 	}
 	if (u->hb_outstanding) {
 		u->missed_hb++;
+		metrics_add(CORE_MX(c, hb_missed), (const char *[]){ u->cfg->name }, 1);
 		if (u->missed_hb >= p->missing_hb_allowed) {
 			up_down(c, u, "missing heartbeats", now, out);
 			return;
@@ -1376,7 +1442,9 @@ static struct up_req *relay_put(struct core *c, struct client_st *cl,
 		return NULL;
 	snprintf(r->cuid, sizeof(r->cuid), "%s", cuid);
 	r->mid = mid;
-	r->entry = json_deep_copy(entry);
+	/* A reference, not a copy: callers hand over an entry nobody else
+	 * changes (a decoded request body, or a copy of their own). */
+	r->entry = json_incref((json_t *)entry);
 	r->msg.if_match_empty = if_match;
 	r->msg.has_hop_limit = true;
 	r->msg.hop_limit = hop_limit;
@@ -1455,11 +1523,15 @@ void core_free(struct core *c)
 		struct mitig *m = hmap_entry(n, struct mitig, node);
 		json_decref(m->entry);
 		json_decref(m->status);
+		model_scope_targets_free(&m->targets);
 		free(m);
 	}
 	it = (struct hmap_iter){ 0, NULL };
-	while ((n = hmap_iter_next(&c->cuids, &it)))
-		free(hmap_entry(n, struct cuid_st, node));
+	while ((n = hmap_iter_next(&c->cuids, &it))) {
+		struct cuid_st *cs = hmap_entry(n, struct cuid_st, node);
+		hmap_free(&cs->mids);
+		free(cs);
+	}
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->dn, &it)))
 		free(hmap_entry(n, struct dn_sess, node));
@@ -1505,6 +1577,85 @@ void core_shutdown(struct core *c, struct core_actions *out)
 		if (a)
 			a->dn_sid = s->sid;
 	}
+}
+
+void core_set_metrics(struct core *c, struct metrics_dots *m)
+{
+	c->metrics = m;
+}
+
+void core_collect_metrics(const struct core *c, struct metrics_dots *m)
+{
+	static const char *const trs[] = { "dtls", "tls", "udp", "tcp" };
+	static const char *const ups[] = { "connecting", "configuring", "ready", "backoff" };
+	/* [0]: pending; [st]: RFC 9132 status st (1..8) */
+	double by_status[9] = { 0 }, *drop;
+	size_t nup = c->cfg->nupstreams, ui;
+	struct hmap_iter it = { 0, NULL };
+	struct hmap_node *n;
+	const char *label;
+	int st;
+
+	metrics_clear(m->sessions);
+	metrics_clear(m->mitigations);
+	metrics_clear(m->upstream_up);
+	metrics_clear(m->dropped_bytes);
+	metrics_clear(m->dropped_packets);
+	metrics_clear(m->dropped_bps);
+	metrics_clear(m->dropped_pps);
+	/* Every combination shows, at 0 when empty. */
+	for (size_t t = 0; t < 4; t++) {
+		metrics_set(m->sessions, (const char *[]){ METRICS_DN, trs[t], "established" }, 0);
+		for (size_t s = 0; s < 4; s++)
+			metrics_set(m->sessions, (const char *[]){ METRICS_UP, trs[t], ups[s] }, 0);
+	}
+	for (ui = 0; ui < nup; ui++)
+		metrics_set(m->upstream_up, (const char *[]){ c->cfg->upstreams[ui].name }, 0);
+	while ((n = hmap_iter_next(&c->dn, &it))) {
+		const struct dn_sess *s = hmap_entry(n, struct dn_sess, node);
+		if (s->transport >= 0 && s->transport < 4)
+			metrics_add(m->sessions, (const char *[]){ METRICS_DN, trs[s->transport],
+								  "established" }, 1);
+	}
+	it = (struct hmap_iter){ 0, NULL };
+	while ((n = hmap_iter_next(&c->up, &it))) {
+		const struct up_sess *u = hmap_entry(n, struct up_sess, node);
+		/* enum gw_transport has trs[]'s order; a discovered upstream's
+		 * session uses its candidate's transport. */
+		unsigned tr = u->has_tgt ? (unsigned)u->tgt.transport : (unsigned)u->cfg->transport;
+		if (tr < 4)
+			metrics_add(m->sessions, (const char *[]){
+				METRICS_UP, trs[tr], ups[u->state] }, 1);
+		if (u->state == UP_READY)
+			metrics_set(m->upstream_up, (const char *[]){ u->cfg->name }, 1);
+	}
+	/* Mitigations may be 100k: summed locally, one series update per
+	 * label value at the end. */
+	drop = calloc(nup ? nup * 4 : 1, sizeof(*drop));
+	it = (struct hmap_iter){ 0, NULL };
+	while ((n = hmap_iter_next(&c->mitigs, &it))) {
+		const struct mitig *mg = hmap_entry(n, struct mitig, node);
+		const struct gw_upstream *up = mg->cs->owner->cfg->upstream;
+		if (mg->mx_status >= 0 && mg->mx_status < 9)
+			by_status[mg->mx_status]++;
+		for (ui = 0; drop && ui < nup && &c->cfg->upstreams[ui] != up; ui++)
+			;
+		if (!drop || ui == nup)
+			continue;
+		for (size_t i = 0; i < 4; i++)
+			drop[ui * 4 + i] += mg->mx_dropped[i];
+	}
+	metrics_set(m->mitigations, (const char *[]){ "pending" }, by_status[0]);
+	for (st = 1; st < 9 && (label = cbor_enum_label("status", st)); st++)
+		metrics_set(m->mitigations, (const char *[]){ label }, by_status[st]);
+	for (ui = 0; drop && ui < nup; ui++) {
+		const char *const v[] = { c->cfg->upstreams[ui].name };
+		metrics_set(m->dropped_bytes, v, drop[ui * 4]);
+		metrics_set(m->dropped_packets, v, drop[ui * 4 + 1]);
+		metrics_set(m->dropped_bps, v, drop[ui * 4 + 2]);
+		metrics_set(m->dropped_pps, v, drop[ui * 4 + 3]);
+	}
+	free(drop);
 }
 
 void core_get_stats(const struct core *c, struct core_stats *st)
@@ -2579,6 +2730,29 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 
 /* ---- upstream responses ------------------------------------------------------------------ */
 
+/* An upstream answered r with code (-1: nobody did in time). Later
+ * answers to an accepted observation are notifications. */
+static void count_up_answer(struct core *c, const struct up_req *r, int code)
+{
+	static const char *const res[] = {
+		[REQ_RELAY_PUT] = "mitigate", [REQ_RELAY_EFFICACY] = "mitigate",
+		[REQ_RELAY_DELETE] = "mitigate", [REQ_RESEND_PUT] = "mitigate",
+		[REQ_OBSERVE] = "mitigate", [REQ_CONFIG_PUT] = "config",
+		[REQ_CONFIG_GET] = "config", [REQ_HEARTBEAT] = "hb",
+	};
+	char buf[8];
+
+	if (!c->metrics)
+		return;
+	if (r->kind == REQ_OBSERVE && r->answered && code >= 0) {
+		metrics_add(c->metrics->notifications, (const char *[]){ METRICS_UP }, 1);
+		return;
+	}
+	metrics_add(c->metrics->requests, (const char *[]){
+		METRICS_UP, res[r->kind], metrics_coap_method(r->msg.code),
+		code < 0 ? "timeout" : metrics_coap_code(code, buf) }, 1);
+}
+
 /* Relays an upstream answer to the waiting client faithfully: same code,
  * Max-Age, and a body re-encoded from the model (CBOR bodies) or the
  * diagnostic text. A redirection is the gateway's business, not the
@@ -2637,7 +2811,7 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 	struct client_st *cl = r->up->owner;
 
 	if (rsp->code == DG_CODE_CREATED || rsp->code == DG_CODE_CHANGED) {
-		mitig_accept(c, cl, r->cuid, r->mid, r->entry, body, now, out);
+		mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
 	} else if (r->kind == REQ_RESEND_PUT) {
 		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
@@ -2716,6 +2890,7 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 	u->missed_hb = 0;
 	if (r->queued)
 		return;
+	count_up_answer(c, r, rsp->code);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
@@ -2881,6 +3056,7 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_GATEWAY_TIMEOUT,
 				   "upstream %s did not answer within %" PRIu32 " s",
 				   up_name(u), c->cfg->request_timeout);
+		count_up_answer(c, r, -1);
 		r->has_dn = false;
 		enum req_kind kind = r->kind;
 		char cuid[sizeof(r->cuid)];
@@ -2915,8 +3091,11 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 {
 	switch (u->state) {
 	case UP_CONNECTING:
-		if (now >= u->connect_deadline)
+		if (now >= u->connect_deadline) {
+			metrics_add(CORE_MX(c, hs_failures),
+				    (const char *[]){ METRICS_UP, "timeout" }, 1);
 			up_down(c, u, "handshake timeout", now, out);
+		}
 		else
 			up_arm(c, u);
 		break;

@@ -191,6 +191,14 @@ struct core_stats {
 };
 void core_get_stats(const struct core *c, struct core_stats *st);
 
+/* Metrics (common/metrics.h): m's counters are incremented as things
+ * happen from now on (NULL: none); core_collect_metrics() sets its
+ * gauges (sessions, mitigations, upstream health, dropped traffic) from
+ * the current state, at scrape time. m must outlive the core. */
+struct metrics_dots;
+void core_set_metrics(struct core *c, struct metrics_dots *m);
+void core_collect_metrics(const struct core *c, struct metrics_dots *m);
+
 /* ---- the gateway's own requests (RFC 8811 §3.3.1) ------------------------ */
 
 /*

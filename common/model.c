@@ -1014,6 +1014,191 @@ bool model_scope_overlap(const json_t *a, const json_t *b,
 	return true;
 }
 
+/* ---- pre-parsed overlap (same rule as model_scope_overlap) --------------- */
+
+/* The members the overlap rule reads (model_overlap_attrs). */
+enum { MODEL_T_PREFIX, MODEL_T_PORT, MODEL_T_PROTO, MODEL_T_FQDN, MODEL_T_URI,
+       MODEL_T_ALIAS, MODEL_T_N };
+static const char *const model_target_names[MODEL_T_N] = {
+	"target-prefix", "target-port-range", "target-protocol", "target-fqdn",
+	"target-uri", "alias-name",
+};
+
+/* Bytes the valid strings of a list need, with their NULs. */
+static size_t model_list_bytes(const json_t *l)
+{
+	json_t *y;
+	size_t i, n = 0;
+	const char *s;
+
+	json_array_foreach(l, i, y)
+		if ((s = model_str(y)))
+			n += strlen(s) + 1;
+	return n;
+}
+
+/* Copies the valid strings of a list into *pool; FQDNs are lowered and
+ * lose their root dot so that equality is memcmp (model_fqdn_eq). */
+static size_t model_list_strings(const json_t *l, bool fqdn, const char **v,
+				 size_t *lens, char **pool)
+{
+	json_t *y;
+	size_t i, n = 0;
+	const char *s;
+
+	json_array_foreach(l, i, y) {
+		if (!(s = model_str(y)))
+			continue;
+		size_t len = fqdn ? model_fqdn_len(s) : strlen(s);
+		if (fqdn && len == 0)
+			continue; /* "." equals nothing */
+		for (size_t k = 0; k < len; k++)
+			(*pool)[k] = fqdn ? model_lower(s[k]) : s[k];
+		(*pool)[len] = '\0';
+		v[n] = *pool;
+		if (lens)
+			lens[n] = len;
+		n++;
+		*pool += len + 1;
+	}
+	return n;
+}
+
+int model_scope_targets_parse(const json_t *entry,
+			      struct model_scope_targets *out)
+{
+	json_t *l[MODEL_T_N] = { NULL }, *v, *y;
+	size_t n[MODEL_T_N] = { 0 }, size, chars, i;
+	bool trigger = true; /* YANG default, as model_scope_trigger() */
+	const char *key;
+	char *p;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(entry))
+		return 0;
+	/* One walk over the members rather than a lookup per name: this
+	 * runs on every installation and refresh. */
+	json_object_foreach((json_t *)entry, key, v) {
+		if (strcmp(key, "trigger-mitigation") == 0) {
+			trigger = !json_is_false(v);
+			continue;
+		}
+		for (int k = 0; k < MODEL_T_N; k++) {
+			if (strcmp(key, model_target_names[k]) != 0)
+				continue;
+			/* as model_list(): only a non-empty array counts */
+			if (json_is_array(v) && json_array_size(v)) {
+				l[k] = v;
+				n[k] = json_array_size(v);
+			}
+			break;
+		}
+	}
+	chars = model_list_bytes(l[MODEL_T_FQDN]) +
+		model_list_bytes(l[MODEL_T_URI]) +
+		model_list_bytes(l[MODEL_T_ALIAS]);
+	/* Most aligned first: one block, one free. */
+	size = n[MODEL_T_PROTO] * sizeof(json_int_t) +
+	       (n[MODEL_T_FQDN] + n[MODEL_T_URI] + n[MODEL_T_ALIAS]) * sizeof(char *) +
+	       n[MODEL_T_FQDN] * sizeof(size_t) +
+	       n[MODEL_T_PORT] * sizeof(struct port_range) +
+	       n[MODEL_T_PREFIX] * sizeof(struct prefix) + chars;
+	out->mem = malloc(size ? size : 1); /* no arithmetic on NULL below */
+	if (!out->mem)
+		return DG_ENOMEM;
+	p = out->mem;
+	out->object = true;
+	out->trigger = trigger;
+	out->protocols = (json_int_t *)(void *)p;
+	p += n[MODEL_T_PROTO] * sizeof(json_int_t);
+	out->fqdns = (const char **)(void *)p;
+	p += n[MODEL_T_FQDN] * sizeof(char *);
+	out->uris = (const char **)(void *)p;
+	p += n[MODEL_T_URI] * sizeof(char *);
+	out->aliases = (const char **)(void *)p;
+	p += n[MODEL_T_ALIAS] * sizeof(char *);
+	out->fqdn_lens = (size_t *)(void *)p;
+	p += n[MODEL_T_FQDN] * sizeof(size_t);
+	out->ports = (struct port_range *)(void *)p;
+	p += n[MODEL_T_PORT] * sizeof(struct port_range);
+	out->prefixes = (struct prefix *)(void *)p;
+	p += n[MODEL_T_PREFIX] * sizeof(struct prefix);
+
+	json_array_foreach(l[MODEL_T_PREFIX], i, y) {
+		const char *s = model_str(y);
+		if (s && !prefix_parse(s, true, &out->prefixes[out->nprefixes]))
+			out->nprefixes++;
+	}
+	out->has_ports = l[MODEL_T_PORT] != NULL;
+	json_array_foreach(l[MODEL_T_PORT], i, y)
+		if (model_range_get(y, "lower-port", "upper-port",
+				    &out->ports[out->nports]))
+			out->nports++;
+	out->has_protocols = l[MODEL_T_PROTO] != NULL;
+	json_array_foreach(l[MODEL_T_PROTO], i, y)
+		if (json_is_integer(y))
+			out->protocols[out->nprotocols++] = json_integer_value(y);
+	out->nfqdns = model_list_strings(l[MODEL_T_FQDN], true, out->fqdns,
+					 out->fqdn_lens, &p);
+	out->nuris = model_list_strings(l[MODEL_T_URI], false, out->uris, NULL,
+					&p);
+	out->naliases = model_list_strings(l[MODEL_T_ALIAS], false,
+					   out->aliases, NULL, &p);
+	return 0;
+}
+
+void model_scope_targets_free(struct model_scope_targets *t)
+{
+	free(t->mem);
+	memset(t, 0, sizeof(*t));
+}
+
+static bool model_strs_hit(const char *const *a, size_t na,
+			   const char *const *b, size_t nb)
+{
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			if (strcmp(a[i], b[j]) == 0)
+				return true;
+	return false;
+}
+
+bool model_scope_targets_overlap(const struct model_scope_targets *a,
+				 const struct model_scope_targets *b)
+{
+	bool hit = false;
+
+	if (!a->object || !b->object)
+		return false;
+	/* Both restrict ports (or protocols): they must share one. */
+	if (a->has_ports && b->has_ports) {
+		for (size_t i = 0; i < a->nports && !hit; i++)
+			for (size_t j = 0; j < b->nports && !hit; j++)
+				hit = port_range_overlaps(&a->ports[i], &b->ports[j]);
+		if (!hit)
+			return false;
+	}
+	if (a->has_protocols && b->has_protocols) {
+		hit = false;
+		for (size_t i = 0; i < a->nprotocols && !hit; i++)
+			for (size_t j = 0; j < b->nprotocols && !hit; j++)
+				hit = a->protocols[i] == b->protocols[j];
+		if (!hit)
+			return false;
+	}
+	for (size_t i = 0; i < a->nprefixes; i++)
+		for (size_t j = 0; j < b->nprefixes; j++)
+			if (prefix_overlaps(&a->prefixes[i], &b->prefixes[j]))
+				return true;
+	for (size_t i = 0; i < a->nfqdns; i++)
+		for (size_t j = 0; j < b->nfqdns; j++)
+			if (a->fqdn_lens[i] == b->fqdn_lens[j] &&
+			    memcmp(a->fqdns[i], b->fqdns[j], a->fqdn_lens[i]) == 0)
+				return true;
+	return model_strs_hit(a->uris, a->nuris, b->uris, b->nuris) ||
+	       model_strs_hit(a->aliases, a->naliases, b->aliases, b->naliases);
+}
+
 /* ---- authorization ------------------------------------------------------- */
 
 static bool model_policy_fqdn(const struct model_scope_policy *pol, const char *s)

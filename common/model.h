@@ -90,6 +90,36 @@ bool model_scope_same_request(const json_t *a, const json_t *b);
 bool model_scope_overlap(const json_t *a, const json_t *b,
 			 json_t **conflict_scope);
 
+/*
+ * A scope entry pre-parsed for the overlap rule, so that an entry kept for
+ * a long time (an active mitigation) is parsed once rather than on every
+ * comparison. model_scope_targets_overlap(pa, pb) answers exactly what
+ * model_scope_overlap(a, b, NULL) answers for the entries they were parsed
+ * from; trigger is model_scope_trigger(). Members that the JSON rule
+ * skips (unparsable prefixes, bad port ranges...) are left out, but a
+ * non-empty port or protocol list still counts as a restriction.
+ */
+struct model_scope_targets {
+	bool object;         /* the entry was a JSON object */
+	bool trigger;
+	bool has_ports, has_protocols; /* non-empty lists given */
+	struct prefix *prefixes; size_t nprefixes;
+	struct port_range *ports; size_t nports;
+	json_int_t *protocols; size_t nprotocols;
+	const char **fqdns; size_t nfqdns; /* lower case, no root dot */
+	size_t *fqdn_lens;
+	const char **uris; size_t nuris;
+	const char **aliases; size_t naliases;
+	void *mem;           /* one block holding all of the above */
+};
+
+/* 0, or DG_ENOMEM (then *out is empty: object false, nothing to free). */
+int model_scope_targets_parse(const json_t *entry,
+			      struct model_scope_targets *out);
+void model_scope_targets_free(struct model_scope_targets *t);
+bool model_scope_targets_overlap(const struct model_scope_targets *a,
+				 const struct model_scope_targets *b);
+
 /* What a client is allowed to ask mitigation for (from its config). */
 struct model_scope_policy {
 	struct prefix_set prefixes;   /* target-prefix must be inside one */

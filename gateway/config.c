@@ -89,6 +89,7 @@ static const char *cf_check_visible(const char *v);
 static const char *cf_check_ip(const char *v);
 static const char *cf_check_host(const char *v);
 static const char *cf_check_dns(const char *v);
+static const char *cf_check_http_path(const char *v);
 static const char *cf_check_abs_path(const char *v);
 static const char *cf_check_mode(const char *v);
 static const char *cf_check_resolver(const char *v);
@@ -120,6 +121,7 @@ static const struct cf_key cf_root_keys[] = {
 	{ .name = "server", .type = CF_SECTION },
 	{ .name = "clients", .type = CF_SECTION },
 	{ .name = "upstreams", .type = CF_SECTION },
+	{ .name = "metrics", .type = CF_SECTION },
 	{ .name = "control", .type = CF_SECTION },
 };
 
@@ -153,6 +155,11 @@ static const struct cf_key cf_server_keys[] = {
 	{ "ca", CF_FILE, CF_FIELD(struct gw_config, server_cred.ca), CF_PATH },
 	{ .name = "session", .type = CF_SECTION },
 	{ .name = "drain", .type = CF_SECTION },
+	/* A reconnect storm reaches the DTLS/UDP listeners as one burst: the
+	 * kernel's default buffer (about 208 KB) dropped thousands of
+	 * handshake datagrams. 0 keeps the kernel's default. */
+	{ "udp-receive-buffer", CF_INT, CF_FIELD(struct gw_config, udp_rcvbuf),
+	  .lo = 0, .hi = 1073741824, .def = 4194304 },
 };
 
 /* RFC 9132 §4.6: alt-server is a domain name, alt-server-record IP
@@ -269,6 +276,18 @@ static const struct cf_key cf_discovery_keys[] = {
 	  .lo = 1, .hi = 86400, .def = 30 },
 };
 
+static const struct cf_key cf_metrics_keys[] = {
+	{ "enabled", CF_BOOL, CF_FIELD(struct gw_config, metrics.enabled),
+	  .def = false },
+	/* Plain HTTP without authentication: loopback by default. */
+	{ "address", CF_STRING, CF_FIELD(struct gw_config, metrics.address),
+	  .lo = 1, .hi = 64, .sdef = "127.0.0.1", .check = cf_check_ip },
+	{ "port", CF_INT, CF_FIELD(struct gw_config, metrics.port),
+	  .lo = 1, .hi = 65535, .def = 9646 },
+	{ "path", CF_STRING, CF_FIELD(struct gw_config, metrics.path),
+	  .lo = 1, .hi = 128, .sdef = "/metrics", .check = cf_check_http_path },
+};
+
 /* sun_path holds 108 bytes with the terminating NUL (unix(7)). */
 static const struct cf_key cf_control_keys[] = {
 	{ "socket", CF_STRING, CF_FIELD(struct gw_config, control_socket),
@@ -289,6 +308,7 @@ CF_MASK_OK(cf_session_keys);
 CF_MASK_OK(cf_listen_keys);
 CF_MASK_OK(cf_client_keys);
 CF_MASK_OK(cf_upstream_keys);
+CF_MASK_OK(cf_metrics_keys);
 CF_MASK_OK(cf_control_keys);
 CF_MASK_OK(cf_discovery_keys);
 
@@ -545,6 +565,18 @@ static const char *cf_check_dns(const char *v)
 	 * "192.0.2.300" is a broken address, not a host name. */
 	if (label ? numeric : last_numeric)
 		return "not a valid DNS name (all-numeric last label)";
+	return NULL;
+}
+
+/* An origin-form path (RFC 9112 §3.2.1) without query: what the endpoint
+ * compares the request's path with. */
+static const char *cf_check_http_path(const char *v)
+{
+	if (v[0] != '/')
+		return "must start with /";
+	for (; *v; v++)
+		if (*v <= 0x20 || *v >= 0x7f || *v == '?' || *v == '#' || *v == '%')
+			return "only printable ASCII without spaces, ?, # or %";
 	return NULL;
 }
 
@@ -1660,9 +1692,12 @@ void config_free(struct gw_config *cfg)
 		free(u->discovery.transports);
 	}
 	free(cfg->upstreams);
+	free(cfg->metrics.address);
+	free(cfg->metrics.path);
 	free(cfg->control_socket);
 	free(cfg->control_mode_text);
 	free(cfg->control_group);
+	free(cfg->psk_index);
 	free(cfg);
 }
 
@@ -1686,6 +1721,50 @@ static int cf_check_readable(struct cf_ctx *c)
 	}
 	fclose(f);
 	return 0;
+}
+
+/* Orders PSK identities as byte strings: memcmp, then the shorter first. */
+static int cf_psk_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
+		      size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	int d = n ? memcmp(a, b, n) : 0; /* b may be NULL when blen is 0 */
+
+	if (d)
+		return d;
+	return alen < blen ? -1 : alen > blen;
+}
+
+static int cf_psk_sort_cmp(const void *x, const void *y)
+{
+	const char *a = (*(const struct gw_client *const *)x)->psk_identity;
+	const char *b = (*(const struct gw_client *const *)y)->psk_identity;
+
+	return cf_psk_cmp((const uint8_t *)a, strlen(a), (const uint8_t *)b,
+			  strlen(b));
+}
+
+/* A handshake looks its client up by PSK identity: with thousands of
+ * clients reconnecting at once a linear search showed in the profile.
+ * Identities are unique (checked in cf_clients). */
+static void cf_index_psk(struct cf_ctx *c)
+{
+	struct gw_config *cfg = c->cfg;
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->nclients; i++)
+		n += cfg->clients[i].psk_identity != NULL;
+	if (!n)
+		return;
+	cfg->psk_index = calloc(n, sizeof(*cfg->psk_index));
+	if (!cfg->psk_index) {
+		c->nomem = true;
+		return;
+	}
+	for (size_t i = 0; i < cfg->nclients; i++)
+		if (cfg->clients[i].psk_identity)
+			cfg->psk_index[cfg->npsk_index++] = &cfg->clients[i];
+	qsort(cfg->psk_index, n, sizeof(*cfg->psk_index), cf_psk_sort_cmp);
 }
 
 int config_load(const char *path, struct gw_config **out,
@@ -1737,7 +1816,11 @@ int config_load(const char *path, struct gw_config **out,
 	cf_clients(&c, root);
 	cf_control(&c, root);
 	cf_check_server_creds(&c);
+	cf_apply(&c, cf_group(&c, cf_member(root, "metrics"), "metrics"), "metrics",
+		 cf_metrics_keys, CF_NKEYS(cf_metrics_keys), c.cfg);
 	rc = c.nerrs || c.dropped ? DG_EINVAL : 0;
+	if (!rc)
+		cf_index_psk(&c);
 done:
 	if (c.nomem)
 		rc = DG_ENOMEM;
@@ -1758,6 +1841,24 @@ const struct gw_client *config_client_by_psk(const struct gw_config *cfg,
 
 	if (!cfg || (!id && len))
 		return NULL;
+	if (cfg->psk_index) {
+		size_t lo = 0, hi = cfg->npsk_index;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const char *cid = cfg->psk_index[mid]->psk_identity;
+			int d = cf_psk_cmp((const uint8_t *)cid, strlen(cid),
+					   id, len);
+
+			if (d == 0)
+				return cfg->psk_index[mid];
+			if (d < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return NULL;
+	}
 	for (i = 0; i < cfg->nclients; i++) {
 		const char *cid = cfg->clients[i].psk_identity;
 

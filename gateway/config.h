@@ -23,6 +23,7 @@
  *     listen = ( { transport = "dtls"; address = "::"; port = 4646; }, ... );
  *                                   # transport: dtls | tls | udp | tcp
  *     psk-hint = "dotsgw";
+ *     udp-receive-buffer = 4194304; # bytes per DTLS/UDP listener (0: kernel default)
  *     cert = "/etc/dotsgw/server.pem"; key = "..."; ca = "...";
  *     session = {                   # what the gateway accepts from clients
  *       heartbeat-interval = [15, 30, 240];   # [min, default, max]
@@ -50,6 +51,9 @@
  *       heartbeat-interval = 30; missing-hb-allowed = 5;
  *       reconnect-min = 60; reconnect-max = 300; }
  *   );
+ *   metrics = {                     # Prometheus text endpoint (HTTP, no auth)
+ *     enabled = false; address = "127.0.0.1"; port = 9646; path = "/metrics";
+ *   };
  *   control = {                     # the control socket (gateway/io_ctl.c, dotsctl)
  *     socket = "/run/dotsgw/control.sock";  # absolute path of a Unix stream socket
  *     mode = "0660";                # its permission bits, octal
@@ -130,6 +134,15 @@ struct gw_upstream {
 	int line;
 };
 
+/* The Prometheus endpoint: plain HTTP without authentication, so
+ * loopback unless the operator says otherwise. */
+struct gw_metrics {
+	bool enabled;
+	char *address; /* numeric IPv4 or IPv6 */
+	uint16_t port;
+	char *path;    /* "/metrics": an absolute path, no query */
+};
+
 struct gw_config {
 	char *path;
 	enum gw_mode mode;
@@ -143,6 +156,7 @@ struct gw_config {
 
 	struct gw_listen *listen; size_t nlisten;
 	struct gw_cred server_cred; /* psk_identity = hint; cert/key/ca */
+	uint32_t udp_rcvbuf; /* bytes of SO_RCVBUF for DTLS/UDP listeners; 0: kernel's */
 	struct model_session_limits session_mitigating, session_idle;
 	struct model_session_config session_default;
 
@@ -155,6 +169,8 @@ struct gw_config {
 	struct gw_client *clients; size_t nclients;
 	struct gw_upstream *upstreams; size_t nupstreams;
 
+	struct gw_metrics metrics;
+
 	/* The control socket. control_explicit: control.socket was set, so
 	 * failing to open it is fatal; the default path is best effort. */
 	char *control_socket;
@@ -163,6 +179,9 @@ struct gw_config {
 	char *control_group;      /* as configured, or NULL */
 	long control_gid;         /* resolved group, -1: leave as created */
 	bool control_explicit;
+	/* The clients with a PSK identity sorted by it, for
+	 * config_client_by_psk (built by config_load; NULL: linear search). */
+	const struct gw_client **psk_index; size_t npsk_index;
 };
 
 /*

@@ -5,14 +5,19 @@
 #include "io_coap.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
+/* Always: the gateway's own cuid comes from its certificate (own_cuid),
+ * whichever TLS library libcoap uses. */
 #include <gnutls/gnutls.h>
 
 #include <coap3/coap.h>
@@ -25,6 +30,7 @@
 #include "../common/core.h"
 #include "../common/hmap.h"
 #include "../common/ident.h"
+#include "../common/metrics.h"
 
 #define LOG_IO "io"
 #define PATH_SEGS_MAX 16
@@ -39,6 +45,8 @@ struct io_dn {
 	const struct gw_client *client;
 	char cdid[IDENT_LEN + 1];
 	bool announced;
+	const char *hs_reason; /* why we refused its handshake (metrics) */
+	bool hs_counted;       /* its handshake failure is counted */
 };
 
 /* A downstream request answered later (core relays it upstream first). */
@@ -51,6 +59,9 @@ struct io_pending {
 	coap_pdu_type_t type;
 	uint8_t token[8];
 	size_t token_len;
+	const char *res;   /* metrics labels of the request */
+	int method;
+	uint64_t t0;       /* uv_hrtime() at arrival */
 };
 
 struct io_up {
@@ -85,7 +96,24 @@ struct io {
 	int busy;       /* nesting depth of action execution */
 	bool in_coap;   /* inside coap_io_process() */
 	bool need_kick; /* libcoap was called from outside its loop */
+	struct metrics_dots *metrics; /* NULL: none */
+	coap_session_t *hs_gone; /* deleted in handshake, failure counted */
 };
+
+/* A metrics family, or NULL (a no-op) when metrics are off. */
+#define IO_MX(io, f) ((io)->metrics ? (io)->metrics->f : NULL)
+
+/* One downstream request answered with code (-1: dropped silently). */
+static void count_dn(struct io *io, const char *res, int method, int code)
+{
+	char buf[8];
+
+	if (!io->metrics)
+		return;
+	metrics_add(io->metrics->requests, (const char *[]){ METRICS_DN, res,
+		    metrics_coap_method(method),
+		    code < 0 ? "none" : metrics_coap_code(code, buf) }, 1);
+}
 
 static dg_time_ms io_now(void)
 {
@@ -265,6 +293,8 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 	cl = config_client_by_psk(io->cfg, identity->s, identity->length);
 	if (!cl) {
 		dg_warn(LOG_IO, "PSK identity not configured; handshake refused");
+		if (io->metrics && (d = dn_attach(io, s)))
+			d->hs_reason = "unknown_psk_identity";
 		return NULL;
 	}
 	if (!(d = dn_attach(io, s)))
@@ -287,6 +317,8 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	if (!validated) {
 		dg_warn(LOG_IO, "certificate '%s' did not verify; handshake refused",
 			cn ? cn : "?");
+		if (io->metrics && (d = dn_attach(io, s)))
+			d->hs_reason = "bad_certificate";
 		return 0;
 	}
 	if (depth > 0)
@@ -295,6 +327,8 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	if (!cl) {
 		dg_warn(LOG_IO, "certificate name '%s' not configured; handshake refused",
 			cn ? cn : "?");
+		if (io->metrics && (d = dn_attach(io, s)))
+			d->hs_reason = "unknown_certificate_name";
 		return 0;
 	}
 	if (!(d = dn_attach(io, s)))
@@ -383,7 +417,10 @@ static void do_reply(struct io *io, struct core_action *a)
 	if (!p)
 		return; /* the session went away meanwhile */
 	hmap_remove(&io->pending, &p->node);
+	count_dn(io, p->res, p->method, a->type == CORE_ACT_REPLY ? a->msg.code : -1);
 	if (a->type == CORE_ACT_REPLY) {
+		metrics_observe(IO_MX(io, relay_latency), NULL,
+				(double)(uv_hrtime() - p->t0) / 1e9);
 		struct core_msg m = a->msg;
 		memcpy(m.token, p->token, p->token_len);
 		m.token_len = p->token_len;
@@ -769,8 +806,12 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 	bool ok = decode_request(request, b);
 	b->r.dn_sid = d->sid;
 	b->r.req_id = ++io->next_req_id;
+	const char *mx_res = metrics_dots_resource(b->r.path, b->r.npath);
+	int mx_method = (int)b->r.method;
+	uint64_t mx_t0 = io->metrics ? uv_hrtime() : 0;
 	if (!ok) {
 		free(b);
+		count_dn(io, mx_res, mx_method, 400);
 		coap_pdu_set_code(response, COAP_RESPONSE_CODE(400));
 		coap_add_data(response, 30, (const uint8_t *)"too many or too long options");
 		return;
@@ -786,6 +827,8 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 		struct core_action *a = &io->acts.v[i];
 		if ((a->type == CORE_ACT_REPLY || a->type == CORE_ACT_NO_REPLY) &&
 		    a->req_id == io->next_req_id) {
+			count_dn(io, mx_res, mx_method,
+				 a->type == CORE_ACT_REPLY ? a->msg.code : -1);
 			if (a->type == CORE_ACT_REPLY)
 				fill_sync_response(response, a);
 			a->type = CORE_ACT_NO_REPLY;
@@ -799,6 +842,7 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 	coap_async_t *as = p ? coap_register_async(s, request, 0) : NULL;
 	if (!p || !as) {
 		free(p);
+		count_dn(io, mx_res, mx_method, 503);
 		coap_pdu_set_code(response, COAP_RESPONSE_CODE(503));
 		run_actions(io);
 		return;
@@ -812,6 +856,9 @@ static void on_dn_request(coap_resource_t *res, coap_session_t *s,
 			  COAP_MESSAGE_CON : COAP_MESSAGE_NON;
 	p->token_len = tok.length > sizeof(p->token) ? sizeof(p->token) : tok.length;
 	memcpy(p->token, tok.s, p->token_len);
+	p->res = mx_res;
+	p->method = mx_method;
+	p->t0 = mx_t0;
 	if (hmap_insert(&io->pending, &p->node, hmap_hash_u64(p->req_id))) {
 		coap_free_async(s, as);
 		free(p);
@@ -921,6 +968,38 @@ static void on_nack(coap_session_t *s, const coap_pdu_t *sent,
 	run_actions(io);
 }
 
+/*
+ * A downstream (D)TLS handshake that will not complete: counted once per
+ * session, by the reason psk_lookup/cert_check noted, else by the event.
+ * libcoap 4.3.1 raises DTLS_CLOSED (or TCP/SESSION_FAILED) when it gives
+ * up on a handshake, and SERVER_SESSION_DEL for one that timed out
+ * half-way, followed by a DTLS_CLOSED for the same session (hs_gone).
+ */
+static void count_dn_handshake(struct io *io, coap_session_t *s, coap_event_t ev)
+{
+	struct io_dn *d = coap_session_get_app_data(s);
+	bool repeat = io->hs_gone == s && ev == COAP_EVENT_DTLS_CLOSED;
+	coap_session_state_t st = coap_session_get_state(s);
+
+	io->hs_gone = NULL;
+	if (!io->metrics || repeat || (d && (d->announced || d->hs_counted)) ||
+	    !gw_transport_secure(transport_of(s)) ||
+	    st == COAP_SESSION_STATE_ESTABLISHED || st == COAP_SESSION_STATE_NONE)
+		return;
+	if (ev != COAP_EVENT_DTLS_CLOSED && ev != COAP_EVENT_DTLS_ERROR &&
+	    ev != COAP_EVENT_TCP_FAILED && ev != COAP_EVENT_SESSION_FAILED &&
+	    ev != COAP_EVENT_SERVER_SESSION_DEL)
+		return;
+	const char *why = d && d->hs_reason ? d->hs_reason :
+			  ev == COAP_EVENT_SERVER_SESSION_DEL ? "timeout" :
+			  ev == COAP_EVENT_DTLS_ERROR ? "dtls_error" : "closed";
+	metrics_add(io->metrics->hs_failures, (const char *[]){ METRICS_DN, why }, 1);
+	if (ev == COAP_EVENT_SERVER_SESSION_DEL)
+		io->hs_gone = s;
+	if (d)
+		d->hs_counted = true;
+}
+
 static int on_event(coap_session_t *s, const coap_event_t ev)
 {
 	struct io *io = coap_get_app_data(coap_session_get_context(s));
@@ -928,6 +1007,7 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 	if (!io)
 		return 0;
 	if (coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER) {
+		count_dn_handshake(io, s, ev);
 		switch (ev) {
 		case COAP_EVENT_DTLS_CONNECTED: {
 			struct io_dn *d = coap_session_get_app_data(s);
@@ -946,6 +1026,10 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 	struct io_up *iu = coap_session_get_app_data(s);
 	if (!iu)
 		return 0;
+	if (!iu->connected && (ev == COAP_EVENT_DTLS_ERROR || ev == COAP_EVENT_DTLS_CLOSED ||
+			       ev == COAP_EVENT_TCP_FAILED || ev == COAP_EVENT_SESSION_FAILED))
+		metrics_add(IO_MX(io, hs_failures), (const char *[]){ METRICS_UP,
+			    ev == COAP_EVENT_DTLS_ERROR ? "dtls_error" : "closed" }, 1);
 	enum core_up_event cev;
 	switch (ev) {
 	/*
@@ -1070,6 +1154,97 @@ static void arm_timer(struct io *io)
 
 /* ---- start and stop ---------------------------------------------------------------------- */
 
+/* a and b are the same local address and port. */
+static bool same_sockaddr(const struct sockaddr_storage *a, const coap_address_t *b)
+{
+	if (a->ss_family != b->addr.sa.sa_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)(const void *)a;
+		return x->sin_port == b->addr.sin.sin_port &&
+		       x->sin_addr.s_addr == b->addr.sin.sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)(const void *)a;
+		return x->sin6_port == b->addr.sin6.sin6_port &&
+		       memcmp(&x->sin6_addr, &b->addr.sin6.sin6_addr,
+			      sizeof(x->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+/* Sets the receive buffer of one socket and says what the kernel granted. */
+static void set_rcvbuf(int fd, const struct gw_listen *l, int want)
+{
+	int got = 0;
+	socklen_t len = sizeof(got);
+
+	/* SO_RCVBUFFORCE passes net.core.rmem_max but needs CAP_NET_ADMIN. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)))
+		dg_warn(LOG_IO, "listener %s port %u: SO_RCVBUF %d: %s",
+			l->address, l->port, want, strerror(errno));
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len))
+		return;
+	/* Linux reports twice the size asked for (bookkeeping overhead). */
+	if (got / 2 < want)
+		dg_warn(LOG_IO, "listener %s port %u: receive buffer %d bytes, "
+			"not %d (net.core.rmem_max limits it; datagrams may be "
+			"dropped in a reconnect storm)", l->address, l->port,
+			got / 2, want);
+	else
+		dg_debug(LOG_IO, "listener %s port %u: receive buffer %d bytes",
+			 l->address, l->port, got / 2);
+}
+
+/*
+ * Sizes the receive buffer of a DTLS/UDP listener: a reconnect storm
+ * arrives as one burst. libcoap 4.3.1 has no call that returns an
+ * endpoint's socket, so it is found among the process's descriptors by its
+ * type and local address (once per listener, at start).
+ */
+static void listener_rcvbuf(struct io *io, const struct gw_listen *l,
+			    const coap_address_t *addr)
+{
+	int want = (int)io->cfg->udp_rcvbuf, found = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (!want || gw_transport_reliable(l->transport))
+		return;
+	d = opendir("/proc/self/fd");
+	if (!d) {
+		dg_warn(LOG_IO, "listener %s port %u: cannot size its receive "
+			"buffer (/proc/self/fd: %s)", l->address, l->port,
+			strerror(errno));
+		return;
+	}
+	while ((e = readdir(d))) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int type = 0, fd;
+		socklen_t tlen = sizeof(type);
+		char *end;
+		long v = strtol(e->d_name, &end, 10);
+
+		if (end == e->d_name || *end || v < 0 || v > INT32_MAX ||
+		    (int)v == dirfd(d))
+			continue;
+		fd = (int)v;
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) ||
+		    type != SOCK_DGRAM ||
+		    getsockname(fd, (struct sockaddr *)&ss, &len) ||
+		    !same_sockaddr(&ss, addr))
+			continue;
+		set_rcvbuf(fd, l, want);
+		found++;
+	}
+	closedir(d);
+	if (!found)
+		dg_warn(LOG_IO, "listener %s port %u: socket not found, receive "
+			"buffer left at the kernel's default", l->address, l->port);
+}
+
 static int add_listener(struct io *io, const struct gw_listen *l,
 			coap_endpoint_t **ep)
 {
@@ -1089,6 +1264,7 @@ static int add_listener(struct io *io, const struct gw_listen *l,
 		       l->port, gw_transport_name(l->transport));
 		return DG_EIO;
 	}
+	listener_rcvbuf(io, l, &addr);
 	dg_info(LOG_IO, "listening on %s port %u (%s)", l->address, l->port,
 		gw_transport_name(l->transport));
 	return 0;
@@ -1246,6 +1422,21 @@ int io_start(uv_loop_t *loop, const struct gw_config *cfg, struct io **out)
 fail:
 	io_free(io);
 	return rc;
+}
+
+static void collect(struct metrics *reg, void *arg)
+{
+	struct io *io = arg;
+
+	(void)reg;
+	core_collect_metrics(io->core, io->metrics);
+}
+
+int io_set_metrics(struct io *io, struct metrics_dots *m)
+{
+	io->metrics = m;
+	core_set_metrics(io->core, m);
+	return metrics_add_collector(m->reg, collect, io);
 }
 
 /* ---- the gateway's own requests ----------------------------------------------------------- */

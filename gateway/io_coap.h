@@ -59,6 +59,12 @@ int io_drain(struct io *io, bool on, size_t *notified);
 
 /* Closes every session and handle; the loop then runs until empty, after
  * which io_free() releases the rest. */
+/* Counts into m from now on and registers the collector of its gauges
+ * (m->reg must hold m's families; m must outlive io). Returns 0 or what
+ * metrics_add_collector() returns. */
+struct metrics_dots;
+int io_set_metrics(struct io *io, struct metrics_dots *m);
+
 void io_stop(struct io *io);
 void io_free(struct io *io);
 

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -16,6 +18,7 @@
 #include "dotsgw_build.h"
 #include "config.h"
 #include "io_coap.h"
+#include "io_metrics.h"
 #include "io_ctl.h"
 #include "io_disc.h"
 
@@ -35,6 +38,9 @@ struct app {
 	uv_loop_t loop;
 	uv_signal_t sigterm, sigint, sighup, sigusr1, sigusr2;
 	struct io *io;
+	struct io_metrics *metrics_io;
+	struct metrics *metrics;
+	struct metrics_dots dots;
 	struct io_ctl *ctl;
 	struct io_disc *disc; /* RFC 8973 discovery of upstreams */
 	struct gw_config *cfg;
@@ -92,6 +98,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	io_disc_stop(app->disc);
 	app->disc = NULL;
 	io_stop(app->io);
+	io_metrics_stop(app->metrics_io);
 	uv_close((uv_handle_t *)&app->sigterm, NULL);
 	uv_close((uv_handle_t *)&app->sigint, NULL);
 	uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -140,6 +147,11 @@ static int gw_reload(struct app *app)
 		       dg_strerror(rc));
 		return rc;
 	}
+	if (ncfg->metrics.enabled != app->cfg->metrics.enabled ||
+	    ncfg->metrics.port != app->cfg->metrics.port ||
+	    strcmp(ncfg->metrics.address, app->cfg->metrics.address) ||
+	    strcmp(ncfg->metrics.path, app->cfg->metrics.path))
+		dg_warn("main", "metrics settings changed: they apply at the next restart");
 	if (io_disc_reload(app->disc, ncfg))
 		dg_err("main", "reload: discovery could not restart for every upstream");
 	config_free(app->cfg);
@@ -183,6 +195,30 @@ static int ctl_reload(void *arg, char *err, size_t errlen)
 static size_t ctl_discover(void *arg)
 {
 	return io_disc_rediscover(((struct app *)arg)->disc);
+}
+
+/* Map mode holds a socket per client upstream (and TLS/TCP clients one
+ * each downstream): the usual soft limit of 1,024 descriptors is reached
+ * long before the hard limit, so take all that is allowed. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl)) {
+		dg_warn("main", "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur != rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl)) {
+			dg_warn("main", "cannot raise the open-file limit from %llu to %llu: %s",
+				(unsigned long long)was, (unsigned long long)rl.rlim_max,
+				strerror(errno));
+			return;
+		}
+	}
+	dg_debug("main", "open-file limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
 static void usage(FILE *f)
@@ -262,6 +298,7 @@ int main(int argc, char **argv)
 	/* A control client that goes away leaves a write failing with EPIPE:
 	 * that connection ends, not the gateway. */
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	uv_loop_init(&app.loop);
 	rc = io_start(&app.loop, app.cfg, &app.io);
 	if (rc) {
@@ -282,6 +319,30 @@ int main(int argc, char **argv)
 		config_free(app.cfg);
 		return 1;
 	}
+	if (app.cfg->metrics.enabled) {
+		app.metrics = metrics_new();
+		rc = app.metrics ? metrics_dots_init(&app.dots, app.metrics, DOTSGW_VERSION)
+				 : DG_ENOMEM;
+		if (!rc)
+			rc = io_set_metrics(app.io, &app.dots);
+		if (!rc)
+			rc = io_metrics_start(&app.loop, &app.cfg->metrics, app.metrics,
+					      &app.metrics_io);
+		if (rc) {
+			dg_err("main", "cannot start the metrics endpoint: %s", dg_strerror(rc));
+			io_disc_stop(app.disc);
+			io_stop(app.io);
+			io_metrics_stop(app.metrics_io);
+			uv_run(&app.loop, UV_RUN_DEFAULT); /* closes the handles */
+			io_free(app.io);
+			io_metrics_free(app.metrics_io);
+			metrics_free(app.metrics);
+			uv_loop_close(&app.loop);
+			coap_cleanup();
+			config_free(app.cfg);
+			return 1;
+		}
+	}
 	const struct io_ctl_callbacks ctl_cb = {
 		.reload = ctl_reload, .set_log_level = set_log_level, .arg = &app,
 		.discover = ctl_discover,
@@ -294,9 +355,12 @@ int main(int argc, char **argv)
 		       app.cfg->control_socket, dg_strerror(rc));
 		io_disc_stop(app.disc);
 		io_stop(app.io);
+		io_metrics_stop(app.metrics_io);
 		uv_run(&app.loop, UV_RUN_DEFAULT);
 		io_free(app.io);
 		io_ctl_free(app.ctl);
+		io_metrics_free(app.metrics_io);
+		metrics_free(app.metrics);
 		uv_loop_close(&app.loop);
 		coap_cleanup();
 		config_free(app.cfg);
@@ -325,6 +389,8 @@ int main(int argc, char **argv)
 	uv_run(&app.loop, UV_RUN_DEFAULT);
 
 	io_free(app.io);
+	io_metrics_free(app.metrics_io);
+	metrics_free(app.metrics);
 	io_ctl_free(app.ctl);
 	rc = uv_loop_close(&app.loop);
 	if (rc)

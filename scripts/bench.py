@@ -377,6 +377,8 @@ class Bench:
             'clients': tuple(clients),
             'upstreams': (ups,),
         }
+        if self.args.udp_rcvbuf is not None:
+            cfg['server']['udp-receive-buffer'] = self.args.udp_rcvbuf
         path = self.tmp / f'{name}.conf'
         harness.write_gateway_config(path, cfg)
         return path, dn_port
@@ -1128,6 +1130,9 @@ def main():
     ap.add_argument('--hb', type=int, default=30)
     ap.add_argument('--idle-window', type=float, default=60.0)
     ap.add_argument('--storm', type=int, default=5000)
+    ap.add_argument('--udp-rcvbuf', type=int, default=None,
+                    help="the gateway's server.udp-receive-buffer (bytes; "
+                    "0: the kernel's default); unset: the gateway's default")
     ap.add_argument('--open-timeout', type=float, default=300.0,
                     help='a step whose sessions are not all up by then is '
                     'recorded as failed')

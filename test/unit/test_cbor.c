@@ -865,6 +865,22 @@ static void test_wrong_types(void **state)
 	expect_fail("81 a0", "top level: expected map, got array");
 }
 
+/* The path names the failing member after a sibling whose own path was
+ * entered and left (the path text is built only when something fails). */
+static void test_path_after_siblings(void **state)
+{
+	struct bytes *in = mkbytes("a1 01 a1 02 82 a1 0e 01 a2 07 81 a1 08 18 50 0e 24");
+	struct dg_diag d = { "" };
+	json_t *m = (json_t *)1;
+
+	(void)state;
+	assert_int_equal(cbor_decode(in->b, in->n, &m, &d), DG_EINVAL);
+	assert_null(m);
+	assert_string_equal(d.text, "mitigation-scope.scope[1].lifetime: "
+			    "negative value other than -1");
+	free(in);
+}
+
 static void test_invalid_text(void **state)
 {
 	(void)state;
@@ -1228,6 +1244,7 @@ int main(void)
 		cmocka_unit_test(test_misplaced_keys),
 		cmocka_unit_test(test_forbidden_keys),
 		cmocka_unit_test(test_wrong_types),
+		cmocka_unit_test(test_path_after_siblings),
 		cmocka_unit_test(test_invalid_text),
 		cmocka_unit_test(test_enum_out_of_range),
 		cmocka_unit_test(test_decimal_errors),

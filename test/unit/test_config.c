@@ -373,6 +373,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->max_body, 8192);
 	assert_int_equal(cfg->request_timeout, 20);
 	assert_string_equal(cfg->id, "dotsgw");
+	assert_int_equal(cfg->udp_rcvbuf, 4194304);
 
 	assert_int_equal(cfg->nlisten, 1);
 	assert_int_equal(cfg->listen[0].transport, GW_TR_DTLS);
@@ -729,6 +730,81 @@ static void test_unreadable_file(void **state)
 #define PSK_CLIENT "clients = ( { name = \"c\"; psk-identity = \"c\"; " \
 		   "psk-key = \"k\"; upstream = \"u\"; } );\n"
 
+/* Many PSK clients, listed out of order: each identity finds its own
+ * record through the sorted index, and nothing else matches. */
+static void test_psk_index(void **state)
+{
+	enum { N = 600 };
+	size_t cap = N * 128 + 256, len;
+	char *text = malloc(cap), path[PATH_MAX], id[32];
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+
+	(void)state;
+	assert_non_null(text);
+	len = (size_t)snprintf(text, cap, PSK_UP "clients = (\n");
+	for (unsigned i = 0; i < N; i++) {
+		/* 7 is prime to 600: a permutation, "p1" before "p10"... apart */
+		unsigned k = (i * 7u) % N;
+		len += (size_t)snprintf(text + len, cap - len,
+					" { name = \"n%u\"; psk-identity = \"p%u\";"
+					" psk-key = \"k\"; upstream = \"u\"; }%s\n",
+					k, k, i + 1 < N ? "," : "");
+		assert_true(len < cap);
+	}
+	snprintf(text + len, cap - len, ");\n");
+	assert_int_equal(load_text("psk-index.conf", text, path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_non_null(cfg->psk_index);
+	assert_int_equal(cfg->npsk_index, N);
+	for (unsigned i = 0; i < N; i++) {
+		const struct gw_client *cl;
+		char name[32];
+
+		snprintf(id, sizeof(id), "p%u", i);
+		snprintf(name, sizeof(name), "n%u", i);
+		cl = config_client_by_psk(cfg, (const uint8_t *)id, strlen(id));
+		assert_non_null(cl);
+		assert_string_equal(cl->name, name);
+	}
+	assert_null(config_client_by_psk(cfg, (const uint8_t *)"p", 1));
+	assert_null(config_client_by_psk(cfg, (const uint8_t *)"p600", 4));
+	assert_null(config_client_by_psk(cfg, (const uint8_t *)"p1\0", 3));
+	assert_null(config_client_by_psk(cfg, (const uint8_t *)"P1", 2));
+	assert_null(config_client_by_psk(cfg, NULL, 0));
+	assert_null(config_client_by_psk(cfg, (const uint8_t *)"", 0));
+	config_free(cfg);
+	unlink(path);
+	free(text);
+}
+
+/* server.udp-receive-buffer: bytes, 0 (the kernel's default) to 1 GiB. */
+static void test_udp_receive_buffer(void **state)
+{
+	static const unsigned ok[] = { 0, 65536, 1073741824 };
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	char text[1024], path[PATH_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), PSK_CLIENT PSK_UP
+			 "server = { udp-receive-buffer = %u; };\n", ok[i]);
+		assert_int_equal(load_text("rcvbuf.conf", text, path, sizeof(path),
+					   &cfg, &r), 0);
+		assert_int_equal(r.n, 0);
+		assert_int_equal(cfg->udp_rcvbuf, ok[i]);
+		config_free(cfg);
+		unlink(path);
+	}
+	expect_one_error(PSK_CLIENT PSK_UP "server = {\n udp-receive-buffer = 1073741825; };\n",
+			 4, "server.udp-receive-buffer", "out of range 0..1073741824");
+	expect_one_error(PSK_CLIENT PSK_UP "server = {\n udp-receive-buffer = -1; };\n",
+			 4, "server.udp-receive-buffer", "out of range");
+	expect_one_error(PSK_CLIENT PSK_UP "server = {\n udp-receive-buffer = \"4M\"; };\n",
+			 4, "server.udp-receive-buffer", "wrong type");
+}
+
 /* Rules that need more than one key, and type and shape checks: one
  * error each, with its line and key. */
 static void test_cross_checks(void **state)
@@ -936,6 +1012,57 @@ static void test_include(void **state)
 	unlink(path);
 }
 
+/* The metrics group: off by default, loopback when on, every key checked. */
+static void test_metrics_keys(void **state)
+{
+	struct reports r = { .n = 0 };
+	struct gw_config *cfg = NULL;
+	char path[PATH_MAX];
+
+	(void)state;
+	assert_int_equal(load_text("m0.conf", PSK_CLIENT PSK_UP, path, sizeof(path),
+				   &cfg, &r), 0);
+	assert_false(cfg->metrics.enabled);
+	assert_string_equal(cfg->metrics.address, "127.0.0.1");
+	assert_int_equal(cfg->metrics.port, 9646);
+	assert_string_equal(cfg->metrics.path, "/metrics");
+	config_free(cfg);
+	unlink(path);
+
+	assert_int_equal(load_text("m1.conf", PSK_CLIENT PSK_UP
+				   "metrics = { enabled = true; address = \"::1\";\n"
+				   "  port = 19646; path = \"/x/prom-metrics_1\"; };\n",
+				   path, sizeof(path), &cfg, &r), 0);
+	assert_int_equal(r.n, 0);
+	assert_true(cfg->metrics.enabled);
+	assert_string_equal(cfg->metrics.address, "::1");
+	assert_int_equal(cfg->metrics.port, 19646);
+	assert_string_equal(cfg->metrics.path, "/x/prom-metrics_1");
+	config_free(cfg);
+	unlink(path);
+
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { enabled = 1; };\n", 3,
+			 "metrics.enabled", "expected a boolean");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { address = \"localhost\"; };\n", 3,
+			 "metrics.address", "not a numeric IPv4 or IPv6 address");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { port = 0; };\n", 3,
+			 "metrics.port", "0 out of range 1..65535");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { port = 65536; };\n", 3,
+			 "metrics.port", "out of range");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"metrics\"; };\n", 3,
+			 "metrics.path", "must start with /");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"/m?x=1\"; };\n", 3,
+			 "metrics.path", "without spaces, ?, # or %");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"/a b\"; };\n", 3,
+			 "metrics.path", "without spaces");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = { path = \"\"; };\n", 3,
+			 "metrics.path", "must not be empty");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = {\n  listen = 1; };\n", 4,
+			 "metrics.listen", "unknown key");
+	expect_one_error(PSK_CLIENT PSK_UP "metrics = ( 1 );\n", 3,
+			 "metrics", "expected a group");
+}
+
 #define DRAIN_HEAD "server = { listen = ( { transport = \"tls\"; } );\n" \
 		   "  cert = \"%s/config/pki/edge-gw.pem\";\n" \
 		   "  key = \"%s/config/pki/edge-gw.key\";\n"
@@ -1091,9 +1218,12 @@ int main(void)
 		cmocka_unit_test(test_invalid_reports_every_error),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_unreadable_file),
+		cmocka_unit_test(test_psk_index),
+		cmocka_unit_test(test_udp_receive_buffer),
 		cmocka_unit_test(test_cross_checks),
 		cmocka_unit_test(test_error_cap),
 		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_metrics_keys),
 		cmocka_unit_test(test_discovery),
 		cmocka_unit_test(test_discovery_errors),
 	};

@@ -291,12 +291,13 @@ static const char *REQ_BODY =
 
 /* PUT mid through the gateway and accept it upstream with 2.01. Returns
  * the upstream observe action's token holder (copied). */
-static struct core_action install(struct fix *f, uint64_t sid, uint64_t up_id,
-				  const char *cuid, uint32_t mid)
+static struct core_action install_body(struct fix *f, uint64_t sid,
+				       uint64_t up_id, const char *cuid,
+				       uint32_t mid, const char *json)
 {
 	char path[128];
 	size_t len;
-	uint8_t *body = encode_json(REQ_BODY, &len);
+	uint8_t *body = encode_json(json, &len);
 
 	snprintf(path, sizeof(path), "/.well-known/dots/mitigate/cuid=%s/mid=%u",
 		 cuid, mid);
@@ -324,6 +325,12 @@ static struct core_action install(struct fix *f, uint64_t sid, uint64_t up_id,
 	ocopy.msg.payload = NULL;
 	clear(f);
 	return ocopy;
+}
+
+static struct core_action install(struct fix *f, uint64_t sid, uint64_t up_id,
+				  const char *cuid, uint32_t mid)
+{
+	return install_body(f, sid, up_id, cuid, mid, REQ_BODY);
 }
 
 /* ---- tests ------------------------------------------------------------------- */
@@ -1001,6 +1008,56 @@ static void test_cuid_wide_observe_gets_each_change(void **state)
 	json_decref(b);
 }
 
+/* A new mid replaces exactly the lower mids of the cuid whose scope
+ * overlaps its own and that have the same trigger type (RFC 9132
+ * §4.4.1.3); the others stay, each found again by its mid. */
+static void test_overlap_replaces_only_overlapping_lower_mids(void **state)
+{
+	static const struct {
+		uint32_t mid;
+		const char *scope;
+		bool stays;
+	} v[] = {
+		{ 1, "\"target-prefix\":[\"203.0.113.1/32\"],\"target-protocol\":[6]", false },
+		{ 2, "\"target-prefix\":[\"203.0.113.2/32\"]", false },
+		/* other trigger type */
+		{ 3, "\"target-prefix\":[\"203.0.113.3/32\"],\"trigger-mitigation\":false", true },
+		/* other address */
+		{ 4, "\"target-prefix\":[\"203.0.113.16/32\"]", true },
+		/* other protocol */
+		{ 5, "\"target-prefix\":[\"203.0.113.1/32\"],\"target-protocol\":[17]", true },
+		/* other ports */
+		{ 6, "\"target-prefix\":[\"203.0.113.2/32\"],"
+		     "\"target-port-range\":[{\"lower-port\":80}]", true },
+		/* a higher mid */
+		{ 20, "\"target-prefix\":[\"203.0.113.3/32\"]", true },
+		{ 10, "\"target-prefix\":[\"203.0.113.0/30\"],\"target-protocol\":[6],"
+		      "\"target-port-range\":[{\"lower-port\":443}]", true },
+	};
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	struct core_stats st;
+	char body[512];
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{"
+			 "%s,\"lifetime\":3600}]}}", v[i].scope);
+		install_body(f, 1, up, "abc", v[i].mid, body);
+	}
+	core_get_stats(f->core, &st);
+	assert_int_equal(st.mitigations, sizeof(v) / sizeof(v[0]) - 2);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char path[96];
+		snprintf(path, sizeof(path), "/.well-known/dots/mitigate/cuid=abc/mid=%u",
+			 v[i].mid);
+		uint64_t rid = dn_request(f, 1, CORE_GET, path, NULL, 0, &NO_OPTS);
+		if (reply_for(f, rid)->msg.code != (v[i].stays ? 205 : 404))
+			fail_msg("mid %u: %d", v[i].mid, reply_for(f, rid)->msg.code);
+		clear(f);
+	}
+}
+
 /* Observe=1 on the same token (RFC 7641 §3.6), or an RST to a notification,
  * ends the observation: later upstream changes reach nobody. */
 static void cancel_then_change(struct fix *f, bool by_rst)
@@ -1642,6 +1699,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_own_request_and_withdraw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_request_refusals_change_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_redirects_observers_and_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlap_replaces_only_overlapping_lower_mids, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);

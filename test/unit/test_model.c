@@ -636,6 +636,155 @@ static void test_overlap_names(void **state)
 	json_decref(d);
 }
 
+/*
+ * The pre-parsed overlap answers what the JSON one answers: a table of
+ * pairs with the expected answer, both paths, both orders.
+ */
+static void test_overlap_preparsed_same_as_json(void **state)
+{
+	static const struct {
+		const char *a, *b;
+		bool overlap;
+	} cases[] = {
+		{ "{'target-prefix':['192.0.2.0/24']}",
+		  "{'target-prefix':['192.0.2.128/25']}", true },
+		{ "{'target-prefix':['192.0.2.0/24']}",
+		  "{'target-prefix':['198.51.100.0/24']}", false },
+		{ "{'target-prefix':['192.0.2.0/24','2001:db8::/32']}",
+		  "{'target-prefix':['2001:db8:1::/48']}", true },
+		{ "{'target-prefix':['0.0.0.0/0']}",
+		  "{'target-prefix':['::/0']}", false },
+		/* host bits are cleared, as in the JSON path */
+		{ "{'target-prefix':['192.0.2.5/24']}",
+		  "{'target-prefix':['192.0.2.9/32']}", true },
+		/* unparsable members never hit */
+		{ "{'target-prefix':['192.0.2.0/24','bogus',7]}",
+		  "{'target-prefix':['bogus',7,'192.0.2.1/33']}", false },
+		{ "{'target-prefix':'192.0.2.0/24'}",
+		  "{'target-prefix':['192.0.2.0/24']}", false },
+		{ "{'target-prefix':[]}", "{'target-prefix':[]}", false },
+		{ "{}", "{}", false },
+		{ "[]", "{'target-prefix':['192.0.2.0/24']}", false },
+		{ "'x'", "'x'", false },
+		/* ports and protocols: absent or on one side only = all */
+		{ "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':80,'upper-port':443}]}",
+		  "{'target-prefix':['192.0.2.0/24']}", true },
+		{ "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':80,'upper-port':443}]}",
+		  "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':443}]}", true },
+		{ "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':80,'upper-port':442}]}",
+		  "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':443}]}", false },
+		/* a list of only bad ranges still restricts, and hits nothing */
+		{ "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':90,'upper-port':80},"
+		  "{'lower-port':70000},{'upper-port':80},5]}",
+		  "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':0,'upper-port':65535}]}", false },
+		{ "{'target-prefix':['192.0.2.0/24'],'target-port-range':[]}",
+		  "{'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':1}]}", true },
+		{ "{'target-prefix':['192.0.2.0/24'],'target-protocol':[6,17]}",
+		  "{'target-prefix':['192.0.2.0/24'],'target-protocol':[17]}", true },
+		{ "{'target-prefix':['192.0.2.0/24'],'target-protocol':[6]}",
+		  "{'target-prefix':['192.0.2.0/24'],'target-protocol':[17]}", false },
+		{ "{'target-prefix':['192.0.2.0/24'],'target-protocol':['6']}",
+		  "{'target-prefix':['192.0.2.0/24'],'target-protocol':[6]}", false },
+		{ "{'target-prefix':['192.0.2.0/24'],'target-protocol':[6]}",
+		  "{'target-prefix':['192.0.2.0/24'],'target-protocol':[6.0]}", false },
+		/* qualifiers alone are not targets */
+		{ "{'target-protocol':[6]}", "{'target-protocol':[6]}", false },
+		/* FQDNs: case and the root dot do not matter, subdomains differ */
+		{ "{'target-fqdn':['WWW.Example.com.']}",
+		  "{'target-fqdn':['www.example.COM']}", true },
+		{ "{'target-fqdn':['example.com']}",
+		  "{'target-fqdn':['www.example.com']}", false },
+		{ "{'target-fqdn':['.']}", "{'target-fqdn':['.']}", false },
+		{ "{'target-fqdn':['a..']}", "{'target-fqdn':['A.']}", false },
+		{ "{'target-fqdn':['a..']}", "{'target-fqdn':['A..']}", true },
+		/* URIs and aliases compare exactly */
+		{ "{'target-uri':['https://example.com/x']}",
+		  "{'target-uri':['https://example.com/x']}", true },
+		{ "{'target-uri':['https://example.com/x']}",
+		  "{'target-uri':['https://example.com/X']}", false },
+		{ "{'alias-name':['web','db']}", "{'alias-name':['db']}", true },
+		{ "{'alias-name':['web']}", "{'alias-name':['Web']}", false },
+		{ "{'alias-name':['web']}", "{'target-uri':['web']}", false },
+		/* a target hit with disjoint protocols is no overlap */
+		{ "{'alias-name':['web'],'target-protocol':[6]}",
+		  "{'alias-name':['web'],'target-protocol':[17]}", false },
+		{ "{'target-fqdn':['a.example'],'target-uri':['u'],"
+		  "'alias-name':['x'],'target-prefix':['192.0.2.0/24'],"
+		  "'target-port-range':[{'lower-port':53}],'target-protocol':[17]}",
+		  "{'target-prefix':['10.0.0.0/8'],'alias-name':['x'],"
+		  "'target-port-range':[{'lower-port':1,'upper-port':53}]}", true },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *a = J(cases[i].a), *b = J(cases[i].b);
+		struct model_scope_targets pa, pb;
+
+		assert_int_equal(model_scope_targets_parse(a, &pa), 0);
+		assert_int_equal(model_scope_targets_parse(b, &pb), 0);
+		if (model_scope_overlap(a, b, NULL) != cases[i].overlap ||
+		    model_scope_overlap(b, a, NULL) != cases[i].overlap)
+			fail_msg("case %zu: JSON path does not give %d", i,
+				 cases[i].overlap);
+		if (model_scope_targets_overlap(&pa, &pb) != cases[i].overlap ||
+		    model_scope_targets_overlap(&pb, &pa) != cases[i].overlap)
+			fail_msg("case %zu: pre-parsed path does not give %d", i,
+				 cases[i].overlap);
+		model_scope_targets_free(&pa);
+		model_scope_targets_free(&pb);
+		json_decref(a);
+		json_decref(b);
+	}
+}
+
+static void test_overlap_preparsed_trigger_and_nul(void **state)
+{
+	json_t *f = J("{'target-prefix':['192.0.2.0/24'],'trigger-mitigation':false}");
+	json_t *t = J("{'target-prefix':['192.0.2.0/24'],'trigger-mitigation':true}");
+	json_t *d = J("{'target-prefix':['192.0.2.0/24']}");
+	struct model_scope_targets pf, pt, pd;
+
+	(void)state;
+	assert_int_equal(model_scope_targets_parse(f, &pf), 0);
+	assert_int_equal(model_scope_targets_parse(t, &pt), 0);
+	assert_int_equal(model_scope_targets_parse(d, &pd), 0);
+	assert_true(pf.object);
+	assert_false(pf.trigger);
+	assert_true(pt.trigger);
+	assert_true(pd.trigger);
+	model_scope_targets_free(&pf);
+	assert_null(pf.mem);
+	assert_false(pf.object);
+	model_scope_targets_free(&pt);
+	model_scope_targets_free(&pd);
+	json_decref(f);
+	json_decref(t);
+	json_decref(d);
+
+	/* Strings with a NUL inside (CBOR allows them) match nothing. */
+	json_t *n = json_pack("{s:[s#],s:[s#],s:[s#],s:[s#]}",
+			      "target-prefix", "192.0.2.0/24\0x", (size_t)14,
+			      "target-fqdn", "a\0b", (size_t)3,
+			      "target-uri", "u\0v", (size_t)3,
+			      "alias-name", "w\0x", (size_t)3);
+	assert_non_null(n);
+	assert_false(model_scope_overlap(n, n, NULL));
+	assert_int_equal(model_scope_targets_parse(n, &pd), 0);
+	assert_true(pd.object);
+	assert_int_equal(pd.nprefixes + pd.nfqdns + pd.nuris + pd.naliases, 0);
+	assert_false(model_scope_targets_overlap(&pd, &pd));
+	model_scope_targets_free(&pd);
+	json_decref(n);
+}
+
 struct test_policy {
 	struct model_scope_policy pol;
 	char *fqdns[2];
@@ -1227,6 +1376,8 @@ int main(void)
 		cmocka_unit_test(test_overlap_prefixes),
 		cmocka_unit_test(test_overlap_ports_protocols),
 		cmocka_unit_test(test_overlap_names),
+		cmocka_unit_test(test_overlap_preparsed_same_as_json),
+		cmocka_unit_test(test_overlap_preparsed_trigger_and_nul),
 		cmocka_unit_test(test_authorize),
 		cmocka_unit_test(test_config_defaults_build),
 		cmocka_unit_test(test_config_build_request),
