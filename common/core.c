@@ -35,6 +35,13 @@
 #define NEVER UINT64_MAX
 /* Without an RTT estimate, at most one NON request per 3 s (RFC 9132 §4.4). */
 #define NON_RETRANSMIT_MS 3000u
+/* With one, one per RTO, never below RFC 6298 §2.4's 1 s minimum. */
+#define NON_RETRANSMIT_MIN_MS 1000u
+#define RTT_GRANULARITY_MS 10u
+/* A client repeating a NON request keeps its token (RFC 9132 §4.4.1);
+ * after NON_LIFETIME (RFC 7252 §4.8.2) a token seen again is a new
+ * request. */
+#define NON_LIFETIME_MS 145000u
 #define CONNECT_TIMEOUT_MS 10000u
 #define QUEUE_MAX_PER_UP 256u
 #define OBSERVERS_MAX_PER_CLIENT 256u
@@ -84,6 +91,13 @@ struct mitig {
 	int64_t lifetime;
 	dg_time_ms expires;
 	uint64_t obs_token; /* 0: not observed upstream */
+	/* The client request that created it and what it was answered, for
+	 * the client's repetitions of that request (RFC 9132 §4.4.1). */
+	uint64_t dn_sid;
+	uint8_t dn_token[CORE_TOKEN_MAX]; size_t dn_token_len;
+	dg_time_ms dn_at;
+	int dn_code;
+	json_t *dn_body;
 	uint32_t gen;
 };
 
@@ -143,11 +157,14 @@ struct up_req {
 	bool queued;           /* waiting for the session to become ready */
 	bool answered;         /* REQ_OBSERVE: the registration was accepted */
 	bool has_dn; uint64_t dn_sid, dn_req_id;
+	uint8_t dn_token[CORE_TOKEN_MAX]; size_t dn_token_len;
+	bool creating;         /* PUT of a mid the core did not have */
+	uint32_t ntx;          /* transmissions so far */
+	dg_time_ms first_tx;
 	char cuid[MODEL_ID_MAX + 1];
 	uint32_t mid;
 	json_t *entry;         /* PUT: the scope entry being installed */
 	dg_time_ms deadline, next_retx;
-	uint32_t retx_interval;
 	struct core_msg msg;   /* kept for retransmission */
 	uint32_t gen;
 };
@@ -164,6 +181,9 @@ struct up_sess {
 	uint32_t missed_hb;
 	bool hb_outstanding;
 	struct model_session_config want, negotiated;
+	/* RTT estimate (RFC 6298 §2) from unambiguous samples (Karn). */
+	bool has_rtt;
+	uint32_t srtt_ms, rttvar_ms;
 	uint32_t config_sid;
 	struct up_req *reqs;
 	size_t nqueued;
@@ -718,7 +738,7 @@ static const char *client_cdid(const struct core *c, const struct client_st *cl,
 	return buf;
 }
 
-static void up_transmit(struct core *c, struct up_req *r,
+static void up_transmit(struct core *c, struct up_req *r, dg_time_ms now,
 			struct core_actions *out)
 {
 	struct core_action *a = act_push(out, CORE_ACT_UP_SEND);
@@ -726,6 +746,8 @@ static void up_transmit(struct core *c, struct up_req *r,
 	(void)c;
 	if (!a)
 		return;
+	if (!r->ntx++)
+		r->first_tx = now;
 	a->up_id = r->up->id;
 	if (msg_copy(&a->msg, &r->msg)) {
 		out->n--;
@@ -744,6 +766,45 @@ static const struct model_session_params *up_params(const struct up_sess *u)
 {
 	/* Agents switch sets when mitigation starts or stops (RFC 9132 §4.5). */
 	return mitigating(u) ? &u->negotiated.mitigating : &u->negotiated.idle;
+}
+
+/* How long an unanswered NON request waits before its repetition: one
+ * per RTO once an RTT estimate exists, else one per 3 s (RFC 9132
+ * §4.4.1, RFC 8085 §3.1.3), without backoff (see req_timeout). */
+static dg_time_ms up_non_interval(const struct up_sess *u)
+{
+	uint32_t rto;
+
+	if (!u->has_rtt)
+		return NON_RETRANSMIT_MS;
+	rto = u->srtt_ms + (4 * u->rttvar_ms > RTT_GRANULARITY_MS ?
+			    4 * u->rttvar_ms : RTT_GRANULARITY_MS);
+	return rto < NON_RETRANSMIT_MIN_MS ? NON_RETRANSMIT_MIN_MS : rto;
+}
+
+/* Takes an RTT sample from the answer to r (RFC 6298 §2: alpha 1/8,
+ * beta 1/4). Karn's rule: none from a repeated request, nor from a CON
+ * the CoAP layer may have retransmitted (answered after its ACK_TIMEOUT,
+ * RFC 7252 §4.2), nor from a notification. */
+static void up_rtt_sample(struct up_sess *u, const struct up_req *r,
+			  dg_time_ms now)
+{
+	dg_time_ms ack_ms = (dg_time_ms)up_params(u)->ack_timeout * 10;
+
+	if (r->ntx != 1 || r->answered || now < r->first_tx ||
+	    (r->msg.confirmable && now - r->first_tx >= ack_ms) ||
+	    now - r->first_tx > UINT32_MAX / 8)
+		return;
+	uint32_t x = (uint32_t)(now - r->first_tx);
+	if (!u->has_rtt) {
+		u->srtt_ms = x;
+		u->rttvar_ms = x / 2;
+		u->has_rtt = true;
+		return;
+	}
+	uint32_t dev = u->srtt_ms > x ? u->srtt_ms - x : x - u->srtt_ms;
+	u->rttvar_ms = (3 * u->rttvar_ms + dev) / 4;
+	u->srtt_ms = (7 * u->srtt_ms + x) / 8;
 }
 
 /*
@@ -797,7 +858,6 @@ static struct up_req *up_request(struct core *c, struct up_sess *u,
 	/* Heartbeats are judged by the heartbeat timer, not a deadline. */
 	r->deadline = kind == REQ_HEARTBEAT ?
 			      NEVER : now + (dg_time_ms)c->cfg->request_timeout * MS_PER_S;
-	r->retx_interval = NON_RETRANSMIT_MS;
 	r->next_retx = NEVER;
 	if (!direct) {
 		r->queued = true;
@@ -813,8 +873,8 @@ static void req_go(struct core *c, struct up_req *r, dg_time_ms now,
 	if (!r->queued) {
 		if (!r->up->reliable && !r->msg.confirmable &&
 		    r->kind != REQ_HEARTBEAT)
-			r->next_retx = now + r->retx_interval;
-		up_transmit(c, r, out);
+			r->next_retx = now + up_non_interval(r->up);
+		up_transmit(c, r, now, out);
 	}
 	req_arm(c, r);
 }
@@ -891,6 +951,7 @@ static void mitig_remove(struct core *c, struct mitig *m,
 	hmap_remove(&c->mitigs, &m->node);
 	json_decref(m->entry);
 	json_decref(m->status);
+	json_decref(m->dn_body);
 	free(m);
 	cuid_maybe_unbind(c, cs);
 	up_maybe_release(c, cl, out);
@@ -1252,8 +1313,8 @@ static void up_ready(struct core *c, struct up_sess *u, dg_time_ms now,
 		r->queued = false;
 		u->nqueued--;
 		if (!u->reliable && !r->msg.confirmable)
-			r->next_retx = now + r->retx_interval;
-		up_transmit(c, r, out);
+			r->next_retx = now + up_non_interval(u);
+		up_transmit(c, r, now, out);
 		req_arm(c, r);
 	}
 	up_resend_mitigations(c, u, now, out);
@@ -1354,6 +1415,7 @@ void core_free(struct core *c)
 		struct mitig *m = hmap_entry(n, struct mitig, node);
 		json_decref(m->entry);
 		json_decref(m->status);
+		json_decref(m->dn_body);
 		free(m);
 	}
 	it = (struct hmap_iter){ 0, NULL };
@@ -1820,6 +1882,17 @@ static void handle_put(struct core *c, struct dn_sess *s,
 			   uri->mid);
 		return;
 	}
+	/* The client repeats a NON request it got no answer to (RFC 9132
+	 * §4.4.1), same token: the answer it missed, not a refresh. */
+	if (m && m->dn_code && m->dn_sid == s->sid && !efficacy &&
+	    m->dn_token_len == req->token_len &&
+	    memcmp(m->dn_token, req->token, req->token_len) == 0 &&
+	    now - m->dn_at <= NON_LIFETIME_MS) {
+		dg_debug(LOG_DN, "[%" PRIu64 "] client=%s cuid=%s mid=%" PRIu32 " repeated request answered again",
+			 s->sid, cl->cfg->name, uri->cuid, uri->mid);
+		reply(out, s->sid, req->req_id, m->dn_code, m->dn_body);
+		return;
+	}
 	if (!up_usable(s, req->req_id, now, out))
 		return;
 	struct up_req *r = relay_put(c, cl,
@@ -1834,6 +1907,9 @@ static void handle_put(struct core *c, struct dn_sess *s,
 	r->has_dn = true;
 	r->dn_sid = s->sid;
 	r->dn_req_id = req->req_id;
+	memcpy(r->dn_token, req->token, req->token_len);
+	r->dn_token_len = req->token_len;
+	r->creating = !m && !efficacy;
 }
 
 static void handle_delete(struct core *c, struct dn_sess *s,
@@ -2042,14 +2118,34 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 			    dg_time_ms now, struct core_actions *out)
 {
 	struct client_st *cl = r->up->owner;
+	struct core_response fixed = *rsp;
+	struct mitig *m = NULL;
 
 	if (rsp->code == DG_CODE_CREATED || rsp->code == DG_CODE_CHANGED) {
-		mitig_accept(c, cl, r->cuid, r->mid, r->entry, body, now, out);
+		bool existed = mitig_find(cuid_find(c, r->cuid), r->mid) != NULL;
+		m = mitig_accept(c, cl, r->cuid, r->mid, r->entry, body, now, out);
+		/* We repeated the PUT of a new mid, and the upstream's 2.01
+		 * to an earlier copy was lost: its 2.04 answers a repetition.
+		 * The client asked once and gets 2.01 (RFC 9132 §4.4.1.3). */
+		if (m && !existed && r->creating && r->ntx > 1 &&
+		    rsp->code == DG_CODE_CHANGED)
+			fixed.code = DG_CODE_CREATED;
 	} else if (r->kind == REQ_RESEND_PUT) {
 		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
 	}
-	reply_from_upstream(c, r, rsp, body, out);
+	if (m && r->has_dn && r->kind == REQ_RELAY_PUT &&
+	    !json_object_get(body, CBOR_MSG_REDIRECT)) {
+		/* Kept for the client's repetitions of this request. */
+		json_decref(m->dn_body);
+		m->dn_body = json_incref((json_t *)body);
+		m->dn_code = fixed.code;
+		m->dn_sid = r->dn_sid;
+		memcpy(m->dn_token, r->dn_token, r->dn_token_len);
+		m->dn_token_len = r->dn_token_len;
+		m->dn_at = now;
+	}
+	reply_from_upstream(c, r, &fixed, body, out);
 }
 
 static void on_observe_answer(struct core *c, struct up_req *r,
@@ -2123,6 +2219,7 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 	u->missed_hb = 0;
 	if (r->queued)
 		return;
+	up_rtt_sample(u, r, now);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
@@ -2311,8 +2408,8 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 		 * 3 s without an RTT estimate (RFC 9132 §4.4). No backoff:
 		 * under attack the link is lossy, not congested by us, and a
 		 * steady cadence is what gets a request through 50% loss. */
-		up_transmit(c, r, out);
-		r->next_retx = now + r->retx_interval;
+		up_transmit(c, r, now, out);
+		r->next_retx = now + up_non_interval(r->up);
 	}
 	req_arm(c, r);
 }

@@ -100,6 +100,11 @@ HOLD_MS = 4000
 # on: longer than the window, so that a late answer is seen as late.
 STEP_TIMEOUT_MS = 35000
 
+# Clients repeat an unanswered NON request (RFC 9132 §4.4.1), same
+# token: every 3 s until they have an RTT estimate (the GET /config over
+# clean links gives one), then once per RTO, at least 1 s apart.
+CLIENT_ARGS = ('--repeat-non', 'auto')
+
 # Under attack (values documented in the report and scripts/loss output):
 #   request-timeout 60: dotsgw keeps repeating a relayed NON request for
 #     60 s (its schedule: +3, +9, +21, +45 s) instead of answering 5.04
@@ -334,8 +339,15 @@ class Collector:
                         break
                 else:
                     continue
+            # dots-test-client stamps each event (CLOCK_MONOTONIC, which
+            # is time.monotonic() here, and wall-clock time) when it
+            # happens; the arrival time is the fallback.
+            mono, wall = time.monotonic(), time.time()
+            if isinstance(ev.get('mono_ms'), (int, float)) and \
+                    isinstance(ev.get('wall_ms'), (int, float)):
+                mono, wall = ev['mono_ms'] / 1000, ev['wall_ms'] / 1000
             with self.cond:
-                self.events.append((time.monotonic(), time.time(), ev))
+                self.events.append((mono, wall, ev))
                 self.cond.notify_all()
         with self.cond:
             self.done = True
@@ -352,6 +364,7 @@ class Request:
         # The PUT leaves when step `after` ends, plus `offset` seconds.
         self.after, self.offset = put_step - 1, 0.0
         self.sent = None        # (monotonic, wall) of the PUT
+        self.tries = 0          # transmissions of the PUT by the client
         self.code = None        # first answer to the PUT
         self.rsp_s = None       # its delay
         self.late = False
@@ -362,6 +375,7 @@ class Request:
 
     def reset(self):
         self.sent = self.code = self.rsp_s = self.timeout = None
+        self.tries = 0
         self.status2_s = self.rsp_mono = self.obs_mono = self.obs_s = None
         self.late = False
 
@@ -378,6 +392,7 @@ class Request:
                 'response_s': _r(self.rsp_s), 'late': self.late,
                 'observe_answer_s': _r(self.obs_s),
                 'timeout': self.timeout, 'status2_s': _r(self.status2_s),
+                'client_tries': self.tries,
                 'sent_utc': _utc(self.sent[1]) if self.sent else None}
 
 
@@ -508,7 +523,7 @@ class LossLab:
             self.ctx.client_bin, '--connect', host_port(*self.connect),
             '--transport', 'dtls', '--psk-id', ALICE[0],
             '--psk-key', ALICE[1], '--script', spath,
-            '--timeout-ms', timeout_ms])
+            '--timeout-ms', timeout_ms, *CLIENT_ARGS])
 
     def wait_ready(self, timeout=180):
         """Opens the shared upstream session with a holder client and waits
@@ -557,10 +572,10 @@ class LossLab:
             script = [{'method': 'GET', 'path': '/.well-known/dots/config',
                        'type': 'con'},
                       {'sleep_ms': hold_ms},
-                      {'method': 'PUT', 'path': path, 'type': 'con',
+                      {'method': 'PUT', 'path': path, 'type': 'non',
                        'body': scope_body(prefix=prefix)},
                       {'method': 'GET', 'path': path, 'observe': 0,
-                       'type': 'con'},
+                       'type': 'non'},
                       {'sleep_ms': 3600000}]
             r = Request(i, 1, cuid, prefix, 2)
             # The PUT leaves when the sleep after step 0 ends; a sleep
@@ -645,11 +660,17 @@ class LossLab:
         by_mid = {r.mid: r for r in reqs}
         by_put = {r.put_step: r for r in reqs}
         status_seen = {}
+        sent_at = {}         # PUT step -> (monotonic, wall) of its first try
         col.session_s = None
         for r in reqs:
             r.reset()
         for mono, wall, ev in col.events:
             kind, step = ev.get('event'), ev.get('step')
+            if kind == 'sent' and step in by_put:
+                r = by_put[step]
+                r.tries = max(r.tries, ev.get('try') or 0)
+                if ev.get('try') == 1:
+                    sent_at[step] = (mono, wall)
             if kind in ('response', 'timeout') and isinstance(step, int):
                 if kind == 'timeout' or not ev.get('late'):
                     ended.setdefault(step, (mono, wall))
@@ -666,7 +687,7 @@ class LossLab:
                     o.obs_mono = mono
                 if step == 0 and kind == 'response' and \
                         col.session_s is None:
-                    col.session_s = mono - col.started
+                    col.session_s = max(0.0, mono - col.started)
             if kind in ('response', 'notification'):
                 for e in entries(ev):
                     mid = e.get('mid')
@@ -677,9 +698,12 @@ class LossLab:
         wake = None
         for r in reqs:
             prev = ended.get(r.after)
-            if prev is None:
+            if r.put_step in sent_at:
+                r.sent = sent_at[r.put_step]
+            elif prev is not None:
+                r.sent = (prev[0] + r.offset, prev[1] + r.offset)
+            else:
                 continue
-            r.sent = (prev[0] + r.offset, prev[1] + r.offset)
             if r.rsp_mono is not None:
                 r.rsp_s = max(0.0, r.rsp_mono - r.sent[0])
             if r.obs_mono is not None:
