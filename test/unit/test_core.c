@@ -173,6 +173,7 @@ struct dn_req_opts {
 	bool if_match;
 	int hop_limit; /* -1 none */
 	int content_format; /* 0 means 271 when a body is given */
+	uint32_t token; /* 0: one of its own */
 };
 
 static uint64_t req_counter;
@@ -210,7 +211,10 @@ static uint64_t dn_request(struct fix *f, uint64_t sid, enum core_method m,
 		r.hop_limit = (uint32_t)o->hop_limit;
 	}
 	r.token_len = 4;
-	memcpy(r.token, &r.req_id, 4);
+	if (o && o->token)
+		memcpy(r.token, &o->token, 4);
+	else
+		memcpy(r.token, &r.req_id, 4);
 	r.body = body;
 	r.body_len = blen;
 	if (blen) {
@@ -221,7 +225,7 @@ static uint64_t dn_request(struct fix *f, uint64_t sid, enum core_method m,
 	return r.req_id;
 }
 
-static const struct dn_req_opts NO_OPTS = { NULL, -1, false, -1, 0 };
+static const struct dn_req_opts NO_OPTS = { NULL, -1, false, -1, 0, 0 };
 
 static void up_answer(struct fix *f, const struct core_action *sent, int code,
 		      const char *json_body, int observe, uint64_t up_id)
@@ -677,7 +681,7 @@ static void test_request_timeout_gives_504(void **state)
 	core_on_expiry(f->core, f->now, &f->out);
 	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/"), 1);
 	clear(f);
-	/* Steadily every 3 s, not backing off. */
+	/* Steadily, not backing off. */
 	f->now += 3000;
 	core_on_expiry(f->core, f->now, &f->out);
 	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/"), 1);
@@ -1061,6 +1065,185 @@ static void test_observe_cancelled_by_rst(void **state)
 	cancel_then_change(*state, true);
 }
 
+
+/* Sends PUT mid with token tok; returns the request id. */
+static uint64_t put_tok(struct fix *f, uint32_t mid, uint32_t tok)
+{
+	char path[96];
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.token = tok;
+	snprintf(path, sizeof(path), "/.well-known/dots/mitigate/cuid=abc/mid=%u", mid);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, path, body, len, &o);
+	free(body);
+	return rid;
+}
+
+/* Lets `s` seconds pass with both sessions alive: the client and the
+ * upstream exchange heartbeats every second. */
+static void keep_alive(struct fix *f, int s, uint64_t up)
+{
+	size_t len;
+	uint8_t *hb = encode_json("{\"ietf-dots-signal-channel:heartbeat\":{\"peer-hb-status\":true}}",
+				  &len);
+
+	for (int i = 0; i < s; i++) {
+		f->now += 1000;
+		dn_request(f, 1, CORE_PUT, "/.well-known/dots/hb", hb, len, &NO_OPTS);
+		core_on_expiry(f->core, f->now, &f->out);
+		struct core_action *a = find_act(f, CORE_ACT_UP_SEND, "/hb");
+		struct core_action copy;
+		if (a) {
+			copy = *a;
+			copy.msg.path = NULL;
+			copy.msg.payload = NULL;
+		}
+		clear(f);
+		if (a)
+			up_answer(f, &copy, 204, NULL, -1, up);
+		clear(f);
+	}
+	free(hb);
+}
+
+/* Advances time by ms in 100 ms steps; returns the upstream sends of
+ * path seen meanwhile. */
+static size_t run_for(struct fix *f, dg_time_ms ms, const char *path)
+{
+	size_t n = 0;
+
+	for (dg_time_ms t = 0; t < ms; t += 100) {
+		f->now += 100;
+		core_on_expiry(f->core, f->now, &f->out);
+		n += count_act(f, CORE_ACT_UP_SEND, path);
+		clear(f);
+	}
+	return n;
+}
+
+static void test_non_repetition_paced_by_rtt_estimate(void **state)
+{
+	struct fix *f = *state;
+	struct core_dn_info info = { CORE_TR_DTLS, &f->cl[0], "", "127.0.0.1" };
+
+	core_on_dn_session(f->core, 1, &info, f->now, &f->out);
+	uint64_t up = find_act(f, CORE_ACT_UP_OPEN, NULL)->up_id;
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	/* Answered after ACK_TIMEOUT: the CON may have been sent twice, so
+	 * no RTT sample (Karn). */
+	f->now += 2500;
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	clear(f);
+	/* Without an estimate: one repetition per 3 s (RFC 9132 §4.4.1). */
+	put_tok(f, 1, 0);
+	struct core_action p1 = *find_act(f, CORE_ACT_UP_SEND, "/mid=1");
+	p1.msg.path = NULL;
+	p1.msg.payload = NULL;
+	clear(f);
+	assert_int_equal(run_for(f, 2900, "/mid=1"), 0);
+	assert_int_equal(run_for(f, 200, "/mid=1"), 1);
+	/* An answer after a repetition is ambiguous: no sample either. */
+	f->now += 40;
+	up_answer(f, &p1, 201, NULL, -1, up);
+	clear(f);
+	put_tok(f, 2, 0);
+	struct core_action p2 = *find_act(f, CORE_ACT_UP_SEND, "/mid=2");
+	p2.msg.path = NULL;
+	p2.msg.payload = NULL;
+	clear(f);
+	assert_int_equal(run_for(f, 2900, "/mid=2"), 0);
+	/* Answered 200 ms after its only transmission... */
+	f->now += 200;
+	put_tok(f, 3, 0);
+	struct core_action p3 = *find_act(f, CORE_ACT_UP_SEND, "/mid=3");
+	p3.msg.path = NULL;
+	p3.msg.payload = NULL;
+	clear(f);
+	f->now += 200;
+	up_answer(f, &p3, 201, NULL, -1, up);
+	clear(f);
+	/* ...gives RTO = 200 + 4 x 100 ms, below the 1 s floor: the next
+	 * request is repeated every second (RFC 6298 §2.4). */
+	put_tok(f, 4, 0);
+	clear(f);
+	assert_int_equal(run_for(f, 900, "/mid=4"), 0);
+	assert_int_equal(run_for(f, 200, "/mid=4"), 1);
+	assert_int_equal(run_for(f, 1000, "/mid=4"), 1);
+	/* mid=2, sent at 3 s and repeated since, answered late: had that
+	 * counted as a 3.6 s sample, mid=4 would wait far longer. */
+	up_answer(f, &p2, 201, NULL, -1, up);
+	clear(f);
+	assert_int_equal(run_for(f, 1000, "/mid=4"), 1);
+}
+
+static void test_repeated_put_answered_once_as_created(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	const char *ok = "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":7,\"lifetime\":1800}]}}";
+
+	uint64_t rid = put_tok(f, 7, 0xab);
+	struct core_action put = *find_act(f, CORE_ACT_UP_SEND, "/mid=7");
+	put.msg.path = NULL;
+	put.msg.payload = NULL;
+	clear(f);
+	/* Repeated upstream; the 2.01 to the first copy is lost and the
+	 * upstream answers the repetition with 2.04. */
+	assert_int_equal(run_for(f, 1100, "/mid=7"), 1);
+	up_answer(f, &put, 204, ok, -1, up);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 201);
+	clear(f);
+	/* The client missed that answer and repeats its request, same
+	 * token: answered again from the gateway's state, not relayed. */
+	f->now += 2000;
+	rid = put_tok(f, 7, 0xab);
+	r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 201);
+	json_t *b = payload_json(&r->msg);
+	json_t *e = json_array_get(json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "mid")), 7);
+	json_decref(b);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=7"), 0);
+	clear(f);
+	/* A refresh is a new request (new token): relayed, and its 2.04,
+	 * answering a single transmission, relayed as is. */
+	rid = put_tok(f, 7, 0xcd);
+	assert_null(reply_for(f, rid));
+	struct core_action *re = find_act(f, CORE_ACT_UP_SEND, "/mid=7");
+	assert_non_null(re);
+	put = *re;
+	put.msg.path = NULL;
+	put.msg.payload = NULL;
+	clear(f);
+	up_answer(f, &put, 204, ok, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+	clear(f);
+	/* The same token long after NON_LIFETIME is a new request too. */
+	keep_alive(f, 146, up);
+	rid = put_tok(f, 7, 0xab);
+	assert_null(reply_for(f, rid));
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=7"), 1);
+	clear(f);
+	/* A new mid answered 2.04 to its only transmission: the upstream
+	 * had it already, so the client hears 2.04. */
+	rid = put_tok(f, 8, 0xef);
+	put = *find_act(f, CORE_ACT_UP_SEND, "/mid=8");
+	put.msg.path = NULL;
+	put.msg.payload = NULL;
+	clear(f);
+	up_answer(f, &put, 204, NULL, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1271,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cuid_wide_observe_gets_each_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_observe_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_rst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_non_repetition_paced_by_rtt_estimate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repeated_put_answered_once_as_created, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
