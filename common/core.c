@@ -42,6 +42,11 @@
  * after NON_LIFETIME (RFC 7252 §4.8.2) a token seen again is a new
  * request. */
 #define NON_LIFETIME_MS 145000u
+/* A status change reaches observers in NON notifications that the
+ * network may lose: the gateway repeats the new state this many times,
+ * one per 3 s (RFC 9132 §4.4.2.1), whatever the upstream's own pace. */
+#define NOTIFY_REPEATS 5u
+#define NOTIFY_REPEAT_MS 3000u
 #define CONNECT_TIMEOUT_MS 10000u
 #define QUEUE_MAX_PER_UP 256u
 #define OBSERVERS_MAX_PER_CLIENT 256u
@@ -98,6 +103,8 @@ struct mitig {
 	dg_time_ms dn_at;
 	int dn_code;
 	json_t *dn_body;
+	uint32_t renotify_left;
+	dg_time_ms next_renotify;
 	uint32_t gen;
 };
 
@@ -883,8 +890,11 @@ static void req_go(struct core *c, struct up_req *r, dg_time_ms now,
 
 static void mitig_arm(struct core *c, struct mitig *m)
 {
-	heap_push(c, m->lifetime < 0 ? NEVER : m->expires, TK_MITIG, m->id,
-		  ++m->gen);
+	dg_time_ms when = m->lifetime < 0 ? NEVER : m->expires;
+
+	if (m->renotify_left && m->next_renotify < when)
+		when = m->next_renotify;
+	heap_push(c, when, TK_MITIG, m->id, ++m->gen);
 }
 
 static struct cuid_st *cuid_bind(struct core *c, struct client_st *cl,
@@ -2192,7 +2202,12 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 		json_t *jmid = json_object_get(e, "mid");
 		if (!json_is_integer(jmid) || json_integer_value(jmid) != m->mid)
 			continue;
+		json_t *before = json_incref(json_object_get(m->status, "status"));
 		mitig_take_status(m, e, now);
+		if (!json_equal(before, json_object_get(m->status, "status")))
+			m->renotify_left = NOTIFY_REPEATS;
+		json_decref(before);
+		m->next_renotify = now + NOTIFY_REPEAT_MS;
 		mitig_arm(c, m);
 		dg_debug(LOG_UP, "[%s] cuid=%s mid=%" PRIu32 " status=%s", up_name(r->up),
 			 r->cuid, r->mid,
@@ -2445,6 +2460,11 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 static void mitig_timeout(struct core *c, struct mitig *m, dg_time_ms now,
 			  struct core_actions *out)
 {
+	if (m->renotify_left && now >= m->next_renotify) {
+		m->renotify_left--;
+		m->next_renotify = now + NOTIFY_REPEAT_MS;
+		notify_mitig(c, m, now, out);
+	}
 	if (m->lifetime < 0 || now < m->expires) {
 		mitig_arm(c, m);
 		return;

@@ -1082,9 +1082,11 @@ static uint64_t put_tok(struct fix *f, uint32_t mid, uint32_t tok)
 }
 
 /* Lets `s` seconds pass with both sessions alive: the client and the
- * upstream exchange heartbeats every second. */
-static void keep_alive(struct fix *f, int s, uint64_t up)
+ * upstream exchange heartbeats every second. Returns the notifications
+ * sent to clients meanwhile. */
+static size_t keep_alive(struct fix *f, int s, uint64_t up)
 {
+	size_t n = 0;
 	size_t len;
 	uint8_t *hb = encode_json("{\"ietf-dots-signal-channel:heartbeat\":{\"peer-hb-status\":true}}",
 				  &len);
@@ -1093,6 +1095,9 @@ static void keep_alive(struct fix *f, int s, uint64_t up)
 		f->now += 1000;
 		dn_request(f, 1, CORE_PUT, "/.well-known/dots/hb", hb, len, &NO_OPTS);
 		core_on_expiry(f->core, f->now, &f->out);
+		for (size_t k = 0; k < f->out.n; k++)
+			n += f->out.v[k].type == CORE_ACT_DN_SEND &&
+			     f->out.v[k].msg.has_observe;
 		struct core_action *a = find_act(f, CORE_ACT_UP_SEND, "/hb");
 		struct core_action copy;
 		if (a) {
@@ -1106,6 +1111,7 @@ static void keep_alive(struct fix *f, int s, uint64_t up)
 		clear(f);
 	}
 	free(hb);
+	return n;
 }
 
 /* Advances time by ms in 100 ms steps; returns the upstream sends of
@@ -1244,6 +1250,33 @@ static void test_repeated_put_answered_once_as_created(void **state)
 	assert_int_equal(reply_for(f, rid)->msg.code, 204);
 }
 
+static void test_status_change_repeated_to_observers(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	struct core_action obs = install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+	const char *st2 = "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,"
+		"\"lifetime\":1700,\"status\":\"attack-successfully-mitigated\"}]}}";
+
+	o.observe = 0;
+	dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+		   NULL, 0, &o);
+	clear(f);
+	up_answer(f, &obs, 205, st2, 2, up);
+	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 1);
+	clear(f);
+	/* The change is repeated every 3 s, NOTIFY_REPEATS (5) times... */
+	assert_int_equal(keep_alive(f, 16, up), 5);
+	/* ...and then left to the upstream's own notifications. */
+	assert_int_equal(keep_alive(f, 10, up), 0);
+	up_answer(f, &obs, 205, st2, 3, up);
+	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 1);
+	clear(f);
+	/* The same status again is no change: relayed, not repeated. */
+	assert_int_equal(keep_alive(f, 10, up), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1273,6 +1306,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_observe_cancelled_by_rst, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_non_repetition_paced_by_rtt_estimate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_put_answered_once_as_created, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_change_repeated_to_observers, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
