@@ -47,7 +47,9 @@
  * one per 3 s (RFC 9132 §4.4.2.1), whatever the upstream's own pace. */
 #define NOTIFY_REPEATS 5u
 #define NOTIFY_REPEAT_MS 3000u
-#define CONNECT_TIMEOUT_MS 10000u
+/* A (D)TLS handshake under loss needs many retransmissions; GnuTLS gives
+ * one up after 60 s in all (libcoap 4.3.1 COAP_DTLS_RETRANSMIT_TOTAL_MS). */
+#define CONNECT_TIMEOUT_MS 60000u
 #define QUEUE_MAX_PER_UP 256u
 #define OBSERVERS_MAX_PER_CLIENT 256u
 
@@ -1170,13 +1172,27 @@ static struct up_sess *up_create(struct core *c, struct client_st *cl,
 	return u;
 }
 
-/* Fails every request waiting on u; the clients get 5.03 with a retry
- * hint (RFC 9132 §9) instead of waiting for a timeout. */
+/* Drops the gateway's own requests on u (re-sent on the next session).
+ * A client's request waits for the next session until its own deadline
+ * (request-timeout): under loss a reconnection often succeeds within it.
+ * Past that, the client gets 5.03 with a retry hint (RFC 9132 §9). */
 static void up_fail_requests(struct core *c, struct up_sess *u,
-			     const char *why, struct core_actions *out)
+			     const char *why, dg_time_ms now,
+			     struct core_actions *out)
 {
-	while (u->reqs) {
-		struct up_req *r = u->reqs;
+	struct up_req *next;
+
+	for (struct up_req *r = u->reqs; r; r = next) {
+		next = r->next;
+		if (r->has_dn && now < r->deadline) {
+			if (!r->queued) {
+				r->queued = true;
+				u->nqueued++;
+			}
+			r->next_retx = NEVER;
+			req_arm(c, r);
+			continue;
+		}
 		if (r->has_dn) {
 			struct core_action *a;
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_UNAVAILABLE,
@@ -1206,7 +1222,7 @@ static void up_down(struct core *c, struct up_sess *u, const char *why,
 		up_name(u), why, u->backoff_s);
 	if (u->state != UP_BACKOFF && (a = act_push(out, CORE_ACT_UP_CLOSE)))
 		a->up_id = u->id;
-	up_fail_requests(c, u, why, out);
+	up_fail_requests(c, u, why, now, out);
 	up_set_state(u, UP_BACKOFF);
 	u->reconnect_at = now + (dg_time_ms)u->backoff_s * MS_PER_S;
 	/* Exponential backoff between the configured bounds (RFC 9132 §4.7

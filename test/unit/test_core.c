@@ -669,7 +669,8 @@ static void test_request_timeout_gives_504(void **state)
 	size_t len;
 
 	bring_up(f, 1, 0);
-	/* Shorter than the heartbeat loss (3 x 2 s), which would answer 5.03. */
+	/* Longer than the heartbeat loss (3 x 2 s): the request outlives
+	 * its session and still ends at its own deadline. */
 	f->cfg.request_timeout = 7;
 	uint8_t *body = encode_json(REQ_BODY, &len);
 	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
@@ -1277,6 +1278,67 @@ static void test_status_change_repeated_to_observers(void **state)
 	assert_int_equal(keep_alive(f, 10, up), 0);
 }
 
+static void test_pending_request_survives_reconnect(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+
+	f->cfg.request_timeout = 20;
+	uint64_t rid = put_tok(f, 5, 0);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=5"), 1);
+	clear(f);
+	/* The session fails (a lost handshake, an ICMP error...): the
+	 * client's request waits for the next one instead of a 5.03. */
+	core_on_up_event(f->core, up, CORE_UP_CLOSED, f->now, &f->out);
+	assert_non_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	assert_null(reply_for(f, rid));
+	clear(f);
+	struct core_action *open = NULL;
+	for (int i = 0; i < 30 && !open; i++) {
+		f->now += 100;
+		core_on_expiry(f->core, f->now, &f->out);
+		assert_null(reply_for(f, rid));
+		assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=5"), 0);
+		open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+		if (!open)
+			clear(f);
+	}
+	assert_non_null(open);
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	struct core_action *again = find_act(f, CORE_ACT_UP_SEND, "/mid=5");
+	assert_non_null(again);
+	struct core_action copy = *again;
+	copy.msg.path = NULL;
+	copy.msg.payload = NULL;
+	clear(f);
+	up_answer(f, &copy, 201, NULL, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 201);
+	clear(f);
+	/* Down again with a request that cannot wait any longer: answered
+	 * at its deadline, 20 s after it came. */
+	rid = put_tok(f, 6, 0);
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CLOSED, f->now, &f->out);
+	assert_null(reply_for(f, rid));
+	clear(f);
+	dg_time_ms t0 = f->now;
+	struct core_action *r = NULL;
+	for (int i = 0; i < 300 && !r; i++) {
+		f->now += 100;
+		core_on_expiry(f->core, f->now, &f->out);
+		r = reply_for(f, rid);
+		if (!r)
+			clear(f);
+	}
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 504);
+	assert_true(f->now - t0 >= 19900);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1307,6 +1369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_non_repetition_paced_by_rtt_estimate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_put_answered_once_as_created, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_change_repeated_to_observers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_request_survives_reconnect, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);
