@@ -1519,6 +1519,28 @@ static const struct model_session_params *dn_params(const struct dn_sess *s)
 							 &s->cfg.idle;
 }
 
+int core_dn_params(const struct core *c, uint64_t dn_sid,
+		   struct model_session_params *out)
+{
+	const struct dn_sess *s = dn_find(c, dn_sid);
+
+	if (!s)
+		return DG_ENOENT;
+	*out = *dn_params(s);
+	return 0;
+}
+
+int core_up_params(const struct core *c, uint64_t up_id,
+		   struct model_session_params *out)
+{
+	const struct up_sess *u = up_find(c, up_id);
+
+	if (!u)
+		return DG_ENOENT;
+	*out = *up_params(u);
+	return 0;
+}
+
 int core_on_dn_session(struct core *c, uint64_t dn_sid,
 		       const struct core_dn_info *info, dg_time_ms now,
 		       struct core_actions *out)
@@ -2251,6 +2273,9 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 	if (r->queued)
 		return;
 	up_rtt_sample(u, r, now);
+	dg_debug(LOG_UP, "[%s] %s token=%016" PRIx64 " answered %d.%02d after %" PRIu32 " tries rtt=%" PRIu32 "/%" PRIu32 " ms",
+		 up_name(u), req_kind_names[r->kind], r->token, rsp->code / 100,
+		 rsp->code % 100, r->ntx, u->srtt_ms, u->rttvar_ms);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
