@@ -45,7 +45,7 @@
 /* A status change reaches observers in NON notifications that the
  * network may lose: the gateway repeats the new state this many times,
  * one per 3 s (RFC 9132 §4.4.2.1), whatever the upstream's own pace. */
-#define NOTIFY_REPEATS 5u
+#define NOTIFY_REPEATS 9u
 #define NOTIFY_REPEAT_MS 3000u
 /* A (D)TLS handshake under loss needs many retransmissions; GnuTLS gives
  * one up after 60 s in all (libcoap 4.3.1 COAP_DTLS_RETRANSMIT_TOTAL_MS). */

@@ -939,6 +939,12 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 
 	if (!io)
 		return 0;
+	/* A DTLS session is still of type HELLO (cookie exchange) here. */
+	if (ev == COAP_EVENT_SERVER_SESSION_NEW) {
+		if (coap_session_get_proto(s) == COAP_PROTO_DTLS)
+			coap_session_set_max_retransmit(s, IO_HANDSHAKE_MAX_RETRANSMIT);
+		return 0;
+	}
 	if (coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER) {
 		switch (ev) {
 		case COAP_EVENT_DTLS_CONNECTED: {
@@ -949,10 +955,6 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 		}
 		case COAP_EVENT_SERVER_SESSION_DEL:
 			dn_detach(io, s);
-			break;
-		case COAP_EVENT_SERVER_SESSION_NEW:
-			if (coap_session_get_proto(s) == COAP_PROTO_DTLS)
-				coap_session_set_max_retransmit(s, IO_HANDSHAKE_MAX_RETRANSMIT);
 			break;
 		default:
 			break;

@@ -47,7 +47,7 @@ upstream (its estimate comes from answers to requests sent once), answers
 a client's repetition of a request it already answered from its state
 (the answer was lost, the request is not a refresh), relays the
 upstream's 2.04 to a repetition of a new PUT as the 2.01 the client is
-owed, and repeats each status change to observers every 3 s, five times.
+owed, and repeats each status change to observers every 3 s, nine times.
 One request per client session, as many sessions as requests.
 
 The gateway runs with the values an operator would choose under attack

@@ -1267,8 +1267,8 @@ static void test_status_change_repeated_to_observers(void **state)
 	up_answer(f, &obs, 205, st2, 2, up);
 	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 1);
 	clear(f);
-	/* The change is repeated every 3 s, NOTIFY_REPEATS (5) times... */
-	assert_int_equal(keep_alive(f, 16, up), 5);
+	/* The change is repeated every 3 s, NOTIFY_REPEATS (9) times... */
+	assert_int_equal(keep_alive(f, 28, up), 9);
 	/* ...and then left to the upstream's own notifications. */
 	assert_int_equal(keep_alive(f, 10, up), 0);
 	up_answer(f, &obs, 205, st2, 3, up);
