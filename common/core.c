@@ -36,7 +36,21 @@
 #define NEVER UINT64_MAX
 /* Without an RTT estimate, at most one NON request per 3 s (RFC 9132 §4.4). */
 #define NON_RETRANSMIT_MS 3000u
-#define CONNECT_TIMEOUT_MS 10000u
+/* With one, one per RTO, never below RFC 6298 §2.4's 1 s minimum. */
+#define NON_RETRANSMIT_MIN_MS 1000u
+#define RTT_GRANULARITY_MS 10u
+/* A client repeating a NON request keeps its token (RFC 9132 §4.4.1);
+ * after NON_LIFETIME (RFC 7252 §4.8.2) a token seen again is a new
+ * request. */
+#define NON_LIFETIME_MS 145000u
+/* A status change reaches observers in NON notifications that the
+ * network may lose: the gateway repeats the new state this many times,
+ * one per 3 s (RFC 9132 §4.4.2.1), whatever the upstream's own pace. */
+#define NOTIFY_REPEATS 9u
+#define NOTIFY_REPEAT_MS 3000u
+/* A (D)TLS handshake under loss needs many retransmissions; GnuTLS gives
+ * one up after 60 s in all (libcoap 4.3.1 COAP_DTLS_RETRANSMIT_TOTAL_MS). */
+#define CONNECT_TIMEOUT_MS 60000u
 #define QUEUE_MAX_PER_UP 256u
 #define OBSERVERS_MAX_PER_CLIENT 256u
 
@@ -89,6 +103,15 @@ struct mitig {
 	int64_t lifetime;
 	dg_time_ms expires;
 	uint64_t obs_token; /* 0: not observed upstream */
+	/* The client request that created it and what it was answered, for
+	 * the client's repetitions of that request (RFC 9132 §4.4.1). */
+	uint64_t dn_sid;
+	uint8_t dn_token[CORE_TOKEN_MAX]; size_t dn_token_len;
+	dg_time_ms dn_at;
+	int dn_code;
+	json_t *dn_body;
+	uint32_t renotify_left;
+	dg_time_ms next_renotify;
 	uint32_t gen;
 	/* metrics, from status: RFC 9132 status (0: none reported yet) and
 	 * bytes, pkts, bps, pps dropped; a scrape must not parse JSON */
@@ -154,11 +177,14 @@ struct up_req {
 	bool queued;           /* waiting for the session to become ready */
 	bool answered;         /* REQ_OBSERVE: the registration was accepted */
 	bool has_dn; uint64_t dn_sid, dn_req_id;
+	uint8_t dn_token[CORE_TOKEN_MAX]; size_t dn_token_len;
+	bool creating;         /* PUT of a mid the core did not have */
+	uint32_t ntx;          /* transmissions so far */
+	dg_time_ms first_tx;
 	char cuid[MODEL_ID_MAX + 1];
 	uint32_t mid;
 	json_t *entry;         /* PUT: the scope entry being installed */
 	dg_time_ms deadline, next_retx;
-	uint32_t retx_interval;
 	struct core_msg msg;   /* kept for retransmission */
 	uint32_t gen;
 };
@@ -175,6 +201,9 @@ struct up_sess {
 	uint32_t missed_hb;
 	bool hb_outstanding;
 	struct model_session_config want, negotiated;
+	/* RTT estimate (RFC 6298 §2) from unambiguous samples (Karn). */
+	bool has_rtt;
+	uint32_t srtt_ms, rttvar_ms;
 	uint32_t config_sid;
 	struct up_req *reqs;
 	size_t nqueued;
@@ -748,7 +777,7 @@ static const char *client_cdid(const struct core *c, const struct client_st *cl,
 	return buf;
 }
 
-static void up_transmit(struct core *c, struct up_req *r,
+static void up_transmit(struct core *c, struct up_req *r, dg_time_ms now,
 			struct core_actions *out)
 {
 	struct core_action *a = act_push(out, CORE_ACT_UP_SEND);
@@ -756,6 +785,8 @@ static void up_transmit(struct core *c, struct up_req *r,
 	(void)c;
 	if (!a)
 		return;
+	if (!r->ntx++)
+		r->first_tx = now;
 	a->up_id = r->up->id;
 	if (msg_copy(&a->msg, &r->msg)) {
 		out->n--;
@@ -774,6 +805,45 @@ static const struct model_session_params *up_params(const struct up_sess *u)
 {
 	/* Agents switch sets when mitigation starts or stops (RFC 9132 §4.5). */
 	return mitigating(u) ? &u->negotiated.mitigating : &u->negotiated.idle;
+}
+
+/* How long an unanswered NON request waits before its repetition: one
+ * per RTO once an RTT estimate exists, else one per 3 s (RFC 9132
+ * §4.4.1, RFC 8085 §3.1.3), without backoff (see req_timeout). */
+static dg_time_ms up_non_interval(const struct up_sess *u)
+{
+	uint32_t rto;
+
+	if (!u->has_rtt)
+		return NON_RETRANSMIT_MS;
+	rto = u->srtt_ms + (4 * u->rttvar_ms > RTT_GRANULARITY_MS ?
+			    4 * u->rttvar_ms : RTT_GRANULARITY_MS);
+	return rto < NON_RETRANSMIT_MIN_MS ? NON_RETRANSMIT_MIN_MS : rto;
+}
+
+/* Takes an RTT sample from the answer to r (RFC 6298 §2: alpha 1/8,
+ * beta 1/4). Karn's rule: none from a repeated request, nor from a CON
+ * the CoAP layer may have retransmitted (answered after its ACK_TIMEOUT,
+ * RFC 7252 §4.2), nor from a notification. */
+static void up_rtt_sample(struct up_sess *u, const struct up_req *r,
+			  dg_time_ms now)
+{
+	dg_time_ms ack_ms = (dg_time_ms)up_params(u)->ack_timeout * 10;
+
+	if (r->ntx != 1 || r->answered || now < r->first_tx ||
+	    (r->msg.confirmable && now - r->first_tx >= ack_ms) ||
+	    now - r->first_tx > UINT32_MAX / 8)
+		return;
+	uint32_t x = (uint32_t)(now - r->first_tx);
+	if (!u->has_rtt) {
+		u->srtt_ms = x;
+		u->rttvar_ms = x / 2;
+		u->has_rtt = true;
+		return;
+	}
+	uint32_t dev = u->srtt_ms > x ? u->srtt_ms - x : x - u->srtt_ms;
+	u->rttvar_ms = (3 * u->rttvar_ms + dev) / 4;
+	u->srtt_ms = (7 * u->srtt_ms + x) / 8;
 }
 
 /*
@@ -827,7 +897,6 @@ static struct up_req *up_request(struct core *c, struct up_sess *u,
 	/* Heartbeats are judged by the heartbeat timer, not a deadline. */
 	r->deadline = kind == REQ_HEARTBEAT ?
 			      NEVER : now + (dg_time_ms)c->cfg->request_timeout * MS_PER_S;
-	r->retx_interval = NON_RETRANSMIT_MS;
 	r->next_retx = NEVER;
 	if (!direct) {
 		r->queued = true;
@@ -843,8 +912,8 @@ static void req_go(struct core *c, struct up_req *r, dg_time_ms now,
 	if (!r->queued) {
 		if (!r->up->reliable && !r->msg.confirmable &&
 		    r->kind != REQ_HEARTBEAT)
-			r->next_retx = now + r->retx_interval;
-		up_transmit(c, r, out);
+			r->next_retx = now + up_non_interval(r->up);
+		up_transmit(c, r, now, out);
 	}
 	req_arm(c, r);
 }
@@ -853,8 +922,11 @@ static void req_go(struct core *c, struct up_req *r, dg_time_ms now,
 
 static void mitig_arm(struct core *c, struct mitig *m)
 {
-	heap_push(c, m->lifetime < 0 ? NEVER : m->expires, TK_MITIG, m->id,
-		  ++m->gen);
+	dg_time_ms when = m->lifetime < 0 ? NEVER : m->expires;
+
+	if (m->renotify_left && m->next_renotify < when)
+		when = m->next_renotify;
+	heap_push(c, when, TK_MITIG, m->id, ++m->gen);
 }
 
 static struct cuid_st *cuid_bind(struct core *c, struct client_st *cl,
@@ -906,6 +978,16 @@ static void observe_cancel(struct core *c, struct mitig *m)
 	m->obs_token = 0;
 }
 
+/* What a mitigation owns; the caller has unlinked it. */
+static void mitig_free(struct mitig *m)
+{
+	json_decref(m->entry);
+	json_decref(m->status);
+	model_scope_targets_free(&m->targets);
+	json_decref(m->dn_body);
+	free(m);
+}
+
 static void mitig_remove(struct core *c, struct mitig *m,
 			 struct core_actions *out)
 {
@@ -921,10 +1003,7 @@ static void mitig_remove(struct core *c, struct mitig *m,
 	observe_cancel(c, m);
 	hmap_remove(&c->mitigs, &m->node);
 	hmap_remove(&cs->mids, &m->mid_node);
-	json_decref(m->entry);
-	json_decref(m->status);
-	model_scope_targets_free(&m->targets);
-	free(m);
+	mitig_free(m);
 	cuid_maybe_unbind(c, cs);
 	up_maybe_release(c, cl, out);
 }
@@ -1174,13 +1253,27 @@ static struct up_sess *up_create(struct core *c, struct client_st *cl,
 	return u;
 }
 
-/* Fails every request waiting on u; the clients get 5.03 with a retry
- * hint (RFC 9132 §9) instead of waiting for a timeout. */
+/* Drops the gateway's own requests on u (re-sent on the next session).
+ * A client's request waits for the next session until its own deadline
+ * (request-timeout): under loss a reconnection often succeeds within it.
+ * Past that, the client gets 5.03 with a retry hint (RFC 9132 §9). */
 static void up_fail_requests(struct core *c, struct up_sess *u,
-			     const char *why, struct core_actions *out)
+			     const char *why, dg_time_ms now,
+			     struct core_actions *out)
 {
-	while (u->reqs) {
-		struct up_req *r = u->reqs;
+	struct up_req *next;
+
+	for (struct up_req *r = u->reqs; r; r = next) {
+		next = r->next;
+		if (r->has_dn && now < r->deadline) {
+			if (!r->queued) {
+				r->queued = true;
+				u->nqueued++;
+			}
+			r->next_retx = NEVER;
+			req_arm(c, r);
+			continue;
+		}
 		if (r->has_dn) {
 			struct core_action *a;
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_UNAVAILABLE,
@@ -1210,7 +1303,7 @@ static void up_down(struct core *c, struct up_sess *u, const char *why,
 		up_name(u), why, u->backoff_s);
 	if (u->state != UP_BACKOFF && (a = act_push(out, CORE_ACT_UP_CLOSE)))
 		a->up_id = u->id;
-	up_fail_requests(c, u, why, out);
+	up_fail_requests(c, u, why, now, out);
 	up_set_state(u, UP_BACKOFF);
 	u->reconnect_at = now + (dg_time_ms)u->backoff_s * MS_PER_S;
 	/* Exponential backoff between the configured bounds (RFC 9132 §4.7
@@ -1329,8 +1422,8 @@ static void up_ready(struct core *c, struct up_sess *u, dg_time_ms now,
 		r->queued = false;
 		u->nqueued--;
 		if (!u->reliable && !r->msg.confirmable)
-			r->next_retx = now + r->retx_interval;
-		up_transmit(c, r, out);
+			r->next_retx = now + up_non_interval(u);
+		up_transmit(c, r, now, out);
 		req_arm(c, r);
 	}
 	up_resend_mitigations(c, u, now, out);
@@ -1438,11 +1531,7 @@ void core_free(struct core *c)
 		up_free(c, hmap_entry(n, struct up_sess, node));
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->mitigs, &it))) {
-		struct mitig *m = hmap_entry(n, struct mitig, node);
-		json_decref(m->entry);
-		json_decref(m->status);
-		model_scope_targets_free(&m->targets);
-		free(m);
+		mitig_free(hmap_entry(n, struct mitig, node));
 	}
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->cuids, &it))) {
@@ -1839,12 +1928,11 @@ static void client_remove(struct core *c, struct client_st *cl, dg_time_ms now,
 			cs->mitigs = m->next;
 			observe_cancel(c, m);
 			hmap_remove(&c->mitigs, &m->node);
-			json_decref(m->entry);
-			json_decref(m->status);
-			free(m);
+			mitig_free(m);
 		}
 		cl->cuids = cs->next;
 		hmap_remove(&c->cuids, &cs->node);
+		hmap_free(&cs->mids);
 		free(cs);
 	}
 	while (cl->observers) {
@@ -1879,7 +1967,7 @@ static void client_rehome(struct core *c, struct client_st *cl, dg_time_ms now,
 		a->up_id = u->id;
 		a->final = true;
 	}
-	up_fail_requests(c, u, "upstream reconfigured", out);
+	up_fail_requests(c, u, "upstream reconfigured", NEVER, out);
 	up_free(c, u);
 	if (cl->cfg->upstream && (cl->n_dn || client_has_mitigations(cl)))
 		up_create(c, cl, now, out);
@@ -2081,6 +2169,28 @@ static const struct model_session_params *dn_params(const struct dn_sess *s)
 {
 	return s->cl && client_has_mitigations(s->cl) ? &s->cfg.mitigating :
 							 &s->cfg.idle;
+}
+
+int core_dn_params(const struct core *c, uint64_t dn_sid,
+		   struct model_session_params *out)
+{
+	const struct dn_sess *s = dn_find(c, dn_sid);
+
+	if (!s)
+		return DG_ENOENT;
+	*out = *dn_params(s);
+	return 0;
+}
+
+int core_up_params(const struct core *c, uint64_t up_id,
+		   struct model_session_params *out)
+{
+	const struct up_sess *u = up_find(c, up_id);
+
+	if (!u)
+		return DG_ENOENT;
+	*out = *up_params(u);
+	return 0;
 }
 
 int core_on_dn_session(struct core *c, uint64_t dn_sid,
@@ -2473,6 +2583,17 @@ static void handle_put(struct core *c, struct dn_sess *s,
 			   uri->mid);
 		return;
 	}
+	/* The client repeats a NON request it got no answer to (RFC 9132
+	 * §4.4.1), same token: the answer it missed, not a refresh. */
+	if (m && m->dn_code && m->dn_sid == s->sid && !efficacy &&
+	    m->dn_token_len == req->token_len &&
+	    memcmp(m->dn_token, req->token, req->token_len) == 0 &&
+	    now - m->dn_at <= NON_LIFETIME_MS) {
+		dg_debug(LOG_DN, "[%" PRIu64 "] client=%s cuid=%s mid=%" PRIu32 " repeated request answered again",
+			 s->sid, cl->cfg->name, uri->cuid, uri->mid);
+		reply(out, s->sid, req->req_id, m->dn_code, m->dn_body);
+		return;
+	}
 	if (!up_usable(s, req->req_id, now, out))
 		return;
 	struct up_req *r = relay_put(c, cl,
@@ -2487,6 +2608,9 @@ static void handle_put(struct core *c, struct dn_sess *s,
 	r->has_dn = true;
 	r->dn_sid = s->sid;
 	r->dn_req_id = req->req_id;
+	memcpy(r->dn_token, req->token, req->token_len);
+	r->dn_token_len = req->token_len;
+	r->creating = !m && !efficacy;
 }
 
 static void handle_delete(struct core *c, struct dn_sess *s,
@@ -2722,14 +2846,34 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 			    dg_time_ms now, struct core_actions *out)
 {
 	struct client_st *cl = r->up->owner;
+	struct core_response fixed = *rsp;
+	struct mitig *m = NULL;
 
 	if (rsp->code == DG_CODE_CREATED || rsp->code == DG_CODE_CHANGED) {
-		mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
+		bool existed = mitig_find(cuid_find(c, r->cuid), r->mid) != NULL;
+		m = mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
+		/* We repeated the PUT of a new mid, and the upstream's 2.01
+		 * to an earlier copy was lost: its 2.04 answers a repetition.
+		 * The client asked once and gets 2.01 (RFC 9132 §4.4.1.3). */
+		if (m && !existed && r->creating && r->ntx > 1 &&
+		    rsp->code == DG_CODE_CHANGED)
+			fixed.code = DG_CODE_CREATED;
 	} else if (r->kind == REQ_RESEND_PUT) {
 		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
 	}
-	reply_from_upstream(c, r, rsp, body, out);
+	if (m && r->has_dn && r->kind == REQ_RELAY_PUT &&
+	    !json_object_get(body, CBOR_MSG_REDIRECT)) {
+		/* Kept for the client's repetitions of this request. */
+		json_decref(m->dn_body);
+		m->dn_body = json_incref((json_t *)body);
+		m->dn_code = fixed.code;
+		m->dn_sid = r->dn_sid;
+		memcpy(m->dn_token, r->dn_token, r->dn_token_len);
+		m->dn_token_len = r->dn_token_len;
+		m->dn_at = now;
+	}
+	reply_from_upstream(c, r, &fixed, body, out);
 }
 
 static void on_observe_answer(struct core *c, struct up_req *r,
@@ -2776,7 +2920,12 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 		json_t *jmid = json_object_get(e, "mid");
 		if (!json_is_integer(jmid) || json_integer_value(jmid) != m->mid)
 			continue;
+		json_t *before = json_incref(json_object_get(m->status, "status"));
 		mitig_take_status(m, e, now);
+		if (!json_equal(before, json_object_get(m->status, "status")))
+			m->renotify_left = NOTIFY_REPEATS;
+		json_decref(before);
+		m->next_renotify = now + NOTIFY_REPEAT_MS;
 		mitig_arm(c, m);
 		dg_debug(LOG_UP, "[%s] cuid=%s mid=%" PRIu32 " status=%s", up_name(r->up),
 			 r->cuid, r->mid,
@@ -2804,6 +2953,10 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 	if (r->queued)
 		return;
 	count_up_answer(c, r, rsp->code);
+	up_rtt_sample(u, r, now);
+	dg_debug(LOG_UP, "[%s] %s token=%016" PRIx64 " answered %d.%02d after %" PRIu32 " tries rtt=%" PRIu32 "/%" PRIu32 " ms",
+		 up_name(u), req_kind_names[r->kind], r->token, rsp->code / 100,
+		 rsp->code % 100, r->ntx, u->srtt_ms, u->rttvar_ms);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
@@ -2993,8 +3146,8 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 		 * 3 s without an RTT estimate (RFC 9132 §4.4). No backoff:
 		 * under attack the link is lossy, not congested by us, and a
 		 * steady cadence is what gets a request through 50% loss. */
-		up_transmit(c, r, out);
-		r->next_retx = now + r->retx_interval;
+		up_transmit(c, r, now, out);
+		r->next_retx = now + up_non_interval(r->up);
 	}
 	req_arm(c, r);
 }
@@ -3033,6 +3186,11 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 static void mitig_timeout(struct core *c, struct mitig *m, dg_time_ms now,
 			  struct core_actions *out)
 {
+	if (m->renotify_left && now >= m->next_renotify) {
+		m->renotify_left--;
+		m->next_renotify = now + NOTIFY_REPEAT_MS;
+		notify_mitig(c, m, now, out);
+	}
 	if (m->lifetime < 0 || now < m->expires) {
 		mitig_arm(c, m);
 		return;

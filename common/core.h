@@ -249,6 +249,15 @@ int core_reconfigure(struct core *c, const struct gw_config *cfg,
 		     const struct gw_client **old_to_new, dg_time_ms now,
 		     struct core_actions *out, struct core_reload_stats *st);
 
+/* The CoAP transmission parameters (max-retransmit, ack-timeout,
+ * ack-random-factor) negotiated for a session, in the set in force (idle
+ * or mitigating, RFC 9132 §4.5); io applies them to the CoAP layer.
+ * Returns 0, or DG_ENOENT for an unknown session. */
+int core_up_params(const struct core *c, uint64_t up_id,
+		   struct model_session_params *out);
+int core_dn_params(const struct core *c, uint64_t dn_sid,
+		   struct model_session_params *out);
+
 /* Stops: withdraws nothing (mitigations outlive the gateway upstream),
  * closes every session. */
 void core_shutdown(struct core *c, struct core_actions *out);

@@ -36,6 +36,11 @@
 #define PATH_SEGS_MAX 16
 #define QUERY_MAX 16
 #define OPT_TEXT_MAX 255
+/* libcoap 4.3.1 (GnuTLS) abandons a DTLS handshake after max_retransmit
+ * timeouts in all (coap_dtls_handle_timeout never resets its count): a
+ * session in handshake gets enough for GnuTLS's own limit (60 s) to
+ * decide, which loss needs. The negotiated value returns afterwards. */
+#define IO_HANDSHAKE_MAX_RETRANSMIT 60
 
 /* Per downstream session, hung on the libcoap session (app data). */
 struct io_dn {
@@ -400,6 +405,39 @@ static coap_pdu_t *msg_pdu(coap_session_t *s, coap_pdu_type_t type,
 	return pdu;
 }
 
+/* The negotiated transmission parameters (RFC 9132 §4.5) on a session,
+ * once its handshake is over; ack-timeout and ack-random-factor are in
+ * hundredths, libcoap takes thousandths. */
+static void apply_params(coap_session_t *s, const struct model_session_params *p)
+{
+	if (COAP_PROTO_RELIABLE(coap_session_get_proto(s)) ||
+	    coap_session_get_state(s) != COAP_SESSION_STATE_ESTABLISHED)
+		return;
+	if (p->max_retransmit && p->max_retransmit <= UINT16_MAX &&
+	    coap_session_get_max_retransmit(s) != p->max_retransmit)
+		coap_session_set_max_retransmit(s, (uint16_t)p->max_retransmit);
+	coap_fixed_point_t at = { (uint16_t)(p->ack_timeout / 100),
+				  (uint16_t)(p->ack_timeout % 100 * 10) };
+	coap_fixed_point_t cur = coap_session_get_ack_timeout(s);
+	if (at.integer_part && (cur.integer_part != at.integer_part ||
+				cur.fractional_part != at.fractional_part))
+		coap_session_set_ack_timeout(s, at);
+	coap_fixed_point_t rf = { (uint16_t)(p->ack_random_factor / 100),
+				  (uint16_t)(p->ack_random_factor % 100 * 10) };
+	cur = coap_session_get_ack_random_factor(s);
+	if (rf.integer_part && (cur.integer_part != rf.integer_part ||
+				cur.fractional_part != rf.fractional_part))
+		coap_session_set_ack_random_factor(s, rf);
+}
+
+static void apply_dn_params(struct io *io, uint64_t sid, coap_session_t *s)
+{
+	struct model_session_params p;
+
+	if (core_dn_params(io->core, sid, &p) == 0)
+		apply_params(s, &p);
+}
+
 /* Reliable transports have no CON/NON (RFC 8323); libcoap ignores it there. */
 static coap_pdu_type_t msg_type(bool confirmable)
 {
@@ -420,6 +458,7 @@ static void do_reply(struct io *io, struct core_action *a)
 		metrics_observe(IO_MX(io, relay_latency), NULL,
 				(double)(uv_hrtime() - p->t0) / 1e9);
 		struct core_msg m = a->msg;
+		apply_dn_params(io, p->sid, p->session);
 		memcpy(m.token, p->token, p->token_len);
 		m.token_len = p->token_len;
 		/* A separate response to a CON is CON; to a NON it is NON. */
@@ -437,6 +476,7 @@ static void do_dn_send(struct io *io, struct core_action *a)
 
 	if (!d)
 		return;
+	apply_dn_params(io, d->sid, d->session);
 	coap_pdu_t *pdu = msg_pdu(d->session, msg_type(a->msg.confirmable),
 				  &a->msg);
 	if (pdu)
@@ -575,6 +615,8 @@ static void do_up_open(struct io *io, struct core_action *a)
 	}
 	iu->session = s;
 	coap_session_set_app_data(s, iu);
+	if (proto == COAP_PROTO_DTLS)
+		coap_session_set_max_retransmit(s, IO_HANDSHAKE_MAX_RETRANSMIT);
 	if (!iu->on_connecting) {
 		iu->on_connecting = true;
 		iu->next_connecting = io->connecting;
@@ -622,6 +664,9 @@ static void do_up_send(struct io *io, struct core_action *a)
 
 	if (!iu || !iu->session)
 		return;
+	struct model_session_params p;
+	if (core_up_params(io->core, a->up_id, &p) == 0)
+		apply_params(iu->session, &p);
 	coap_pdu_t *pdu = msg_pdu(iu->session,
 				  msg_type(a->msg.confirmable), &a->msg);
 	if (!pdu || coap_send(iu->session, pdu) == COAP_INVALID_MID)
@@ -985,6 +1030,12 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 
 	if (!io)
 		return 0;
+	/* A DTLS session is still of type HELLO (cookie exchange) here. */
+	if (ev == COAP_EVENT_SERVER_SESSION_NEW) {
+		if (coap_session_get_proto(s) == COAP_PROTO_DTLS)
+			coap_session_set_max_retransmit(s, IO_HANDSHAKE_MAX_RETRANSMIT);
+		return 0;
+	}
 	if (coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER) {
 		count_dn_handshake(io, s, ev);
 		switch (ev) {
