@@ -223,6 +223,8 @@ struct core {
 	size_t ngw_own;
 	uint32_t own_next_mid;
 	bool draining; /* every request answered with a redirection */
+	/* Warnings a client can cause with each request share one budget. */
+	struct dg_ratelimit rl_peer;
 	struct hmap dn, up, reqs, cuids, mitigs;
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
@@ -792,7 +794,7 @@ static void up_transmit(struct core *c, struct up_req *r, dg_time_ms now,
 		out->n--;
 		return;
 	}
-	dg_debug(LOG_UP, "[%s] send %s token=%016" PRIx64 " %s", up_name(r->up),
+	dg_debug(LOG_UP, "upstream=%s send %s token=%016" PRIx64 " %s", up_name(r->up),
 		 req_kind_names[r->kind], r->token, r->msg.path);
 }
 
@@ -1203,7 +1205,7 @@ static void up_arm(struct core *c, struct up_sess *u)
 static void up_set_state(struct up_sess *u, enum up_state st)
 {
 	if (u->state != st)
-		dg_debug(LOG_UP, "[%s] %s -> %s", up_name(u),
+		dg_debug(LOG_UP, "upstream=%s %s -> %s", up_name(u),
 			 up_state_names[u->state], up_state_names[st]);
 	u->state = st;
 }
@@ -1248,7 +1250,7 @@ static struct up_sess *up_create(struct core *c, struct client_st *cl,
 		return NULL;
 	}
 	cl->up = u;
-	dg_info(LOG_UP, "[%s] opening for client=%s", ucfg->name, cl->cfg->name);
+	dg_info(LOG_UP, "upstream=%s opening for client=%s", ucfg->name, cl->cfg->name);
 	up_open(c, u, now, out);
 	return u;
 }
@@ -1299,7 +1301,7 @@ static void up_down(struct core *c, struct up_sess *u, const char *why,
 {
 	struct core_action *a;
 
-	dg_warn(LOG_UP, "[%s] session down (%s); reconnecting in %" PRIu32 " s",
+	dg_warn(LOG_UP, "upstream=%s session down (%s); reconnecting in %" PRIu32 " s",
 		up_name(u), why, u->backoff_s);
 	if (u->state != UP_BACKOFF && (a = act_push(out, CORE_ACT_UP_CLOSE)))
 		a->up_id = u->id;
@@ -1341,7 +1343,7 @@ static void up_maybe_release(struct core *c, struct client_st *cl,
 		a->up_id = u->id;
 		a->final = true;
 	}
-	dg_info(LOG_UP, "[%s] closing: client=%s gone and nothing to keep",
+	dg_info(LOG_UP, "upstream=%s closing: client=%s gone and nothing to keep",
 		up_name(u), cl->cfg->name);
 	up_free(c, u);
 }
@@ -1396,7 +1398,7 @@ static void up_send_config(struct core *c, struct up_sess *u, dg_time_ms now,
 	if (r)
 		req_go(c, r, now, out);
 	else
-		dg_err(LOG_UP, "[%s] cannot send PUT /config", up_name(u));
+		dg_err(LOG_UP, "upstream=%s cannot send PUT /config", up_name(u));
 	json_decref(body);
 }
 
@@ -1410,7 +1412,7 @@ static void up_ready(struct core *c, struct up_sess *u, dg_time_ms now,
 	u->ready_since = now;
 	u->backoff_s = u->cfg->reconnect_min;
 	const struct model_session_params *p = up_params(u);
-	dg_info(LOG_UP, "[%s] ready heartbeat=%" PRIu32 "s missing-hb-allowed=%" PRIu32,
+	dg_info(LOG_UP, "upstream=%s ready heartbeat=%" PRIu32 "s missing-hb-allowed=%" PRIu32,
 		up_name(u), p->heartbeat_interval, p->missing_hb_allowed);
 	/* Flush what waited for the session, oldest first. */
 	struct up_req *tail = u->reqs;
@@ -1485,7 +1487,7 @@ static void up_resend_mitigations(struct core *c, struct up_sess *u,
 						     c->cfg->hop_limit, now, out);
 			json_decref(entry);
 			if (r)
-				dg_info(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32,
+				dg_info(LOG_UP, "upstream=%s re-sending cuid=%s mid=%" PRIu32,
 					up_name(u), cs->cuid, m->mid);
 		}
 	}
@@ -2220,7 +2222,7 @@ int core_on_dn_session(struct core *c, uint64_t dn_sid,
 	s->next_hb = p->heartbeat_interval ?
 			     now + (dg_time_ms)p->heartbeat_interval * MS_PER_S : NEVER;
 	dn_arm(c, s);
-	dg_info(LOG_DN, "[%" PRIu64 "] session up peer=%s client=%s", dn_sid,
+	dg_info(LOG_DN, "sid=%" PRIu64 " session up peer=%s client=%s", dn_sid,
 		s->peer, s->cl ? s->cl->cfg->name : "-");
 	if (s->cl) {
 		if (info->cdid && info->cdid[0])
@@ -2240,7 +2242,7 @@ void core_on_dn_session_down(struct core *c, uint64_t dn_sid, dg_time_ms now,
 	(void)now;
 	if (!s)
 		return;
-	dg_info(LOG_DN, "[%" PRIu64 "] session down peer=%s", dn_sid, s->peer);
+	dg_info(LOG_DN, "sid=%" PRIu64 " session down peer=%s", dn_sid, s->peer);
 	if (s->cl) {
 		obs_drop(s->cl, dn_sid, NULL, 0);
 		/* Replies to requests in flight are dropped by io; the upstream
@@ -2266,7 +2268,7 @@ static void dn_send_heartbeat(struct core *c, struct dn_sess *s, dg_time_ms now,
 	/* Nothing at all from the client for missing-hb-allowed intervals:
 	 * the session is lost (RFC 9132 §4.7, server side). */
 	if (now - s->last_rx > (dg_time_ms)p->missing_hb_allowed * interval) {
-		dg_warn(LOG_DN, "[%" PRIu64 "] peer=%s client=%s: no traffic for %" PRIu64 " ms, session lost",
+		dg_warn(LOG_DN, "sid=%" PRIu64 " peer=%s client=%s: no traffic for %" PRIu64 " ms, session lost",
 			s->sid, s->peer, s->cl ? s->cl->cfg->name : "-", now - s->last_rx);
 		if ((a = act_push(out, CORE_ACT_DN_CLOSE)))
 			a->dn_sid = s->sid;
@@ -2488,8 +2490,9 @@ static uint32_t hop_limit_next(struct core *c, struct dn_sess *s,
 	if (!req->has_hop_limit)
 		return c->cfg->hop_limit;
 	if (req->hop_limit == 0) {
-		dg_warn(LOG_DN, "[%" PRIu64 "] peer=%s: Hop-Limit exhausted, answering 5.08",
-			s->sid, s->peer);
+		dg_log_limited(&c->rl_peer, s->last_rx, DG_LOG_WARN, LOG_DN,
+			       "sid=%" PRIu64 " peer=%s: Hop-Limit exhausted, answering 5.08",
+			       s->sid, s->peer);
 		reply_diag(out, s->sid, req->req_id, DG_CODE_HOP_LIMIT, "%s",
 			   c->cfg->id);
 		return 0;
@@ -2551,7 +2554,8 @@ static void handle_put(struct core *c, struct dn_sess *s,
 	const json_t *entry = model_scope_entry(body);
 	code = model_scope_authorize(entry, &cl->cfg->scope, &d);
 	if (code) {
-		dg_warn(LOG_DN, "[%" PRIu64 "] client=%s: %s", s->sid, cl->cfg->name, d.text);
+		dg_log_limited(&c->rl_peer, now, DG_LOG_WARN, LOG_DN,
+			       "sid=%" PRIu64 " client=%s: %s", s->sid, cl->cfg->name, d.text);
 		reply_diag(out, s->sid, req->req_id, code, "%s", d.text);
 		return;
 	}
@@ -2561,8 +2565,9 @@ static void handle_put(struct core *c, struct dn_sess *s,
 		json_t *ci = json_pack("{s:{s:[{s:{s:s}}]}}", CBOR_MSG_MITIGATION,
 				       "scope", "conflict-information",
 				       "conflict-cause", "cuid-collision");
-		dg_warn(LOG_DN, "[%" PRIu64 "] client=%s: cuid collision", s->sid,
-			cl->cfg->name);
+		dg_log_limited(&c->rl_peer, now, DG_LOG_WARN, LOG_DN,
+			       "sid=%" PRIu64 " client=%s: cuid collision", s->sid,
+			       cl->cfg->name);
 		reply(out, s->sid, req->req_id, DG_CODE_CONFLICT, ci);
 		json_decref(ci);
 		return;
@@ -2589,7 +2594,7 @@ static void handle_put(struct core *c, struct dn_sess *s,
 	    m->dn_token_len == req->token_len &&
 	    memcmp(m->dn_token, req->token, req->token_len) == 0 &&
 	    now - m->dn_at <= NON_LIFETIME_MS) {
-		dg_debug(LOG_DN, "[%" PRIu64 "] client=%s cuid=%s mid=%" PRIu32 " repeated request answered again",
+		dg_debug(LOG_DN, "sid=%" PRIu64 " client=%s cuid=%s mid=%" PRIu32 " repeated request answered again",
 			 s->sid, cl->cfg->name, uri->cuid, uri->mid);
 		reply(out, s->sid, req->req_id, m->dn_code, m->dn_body);
 		return;
@@ -2742,7 +2747,7 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 		/* A cdid from downstream is never trusted (RFC 9132 §4.4.1.2):
 		 * dropped here, and the gateway's own inserted upstream. */
 		if (uri.has_cdid)
-			dg_debug(LOG_DN, "[%" PRIu64 "] stripped cdid from client", s->sid);
+			dg_debug(LOG_DN, "sid=%" PRIu64 " stripped cdid from client", s->sid);
 		if (req->method == CORE_GET) {
 			handle_get(c, s, req, &uri, now, out);
 			break;
@@ -2859,7 +2864,7 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 		    rsp->code == DG_CODE_CHANGED)
 			fixed.code = DG_CODE_CREATED;
 	} else if (r->kind == REQ_RESEND_PUT) {
-		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
+		dg_warn(LOG_UP, "upstream=%s re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
 	}
 	if (m && r->has_dn && r->kind == REQ_RELAY_PUT &&
@@ -2889,7 +2894,7 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 	}
 	if (rsp->code == DG_CODE_NOT_FOUND) {
 		/* The upstream lost it although the client still wants it. */
-		dg_warn(LOG_UP, "[%s] cuid=%s mid=%" PRIu32 " unknown upstream; re-sending",
+		dg_warn(LOG_UP, "upstream=%s cuid=%s mid=%" PRIu32 " unknown upstream; re-sending",
 			up_name(r->up), r->cuid, r->mid);
 		m->obs_token = 0;
 		req_unlink(c, r);
@@ -2904,7 +2909,7 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 		return;
 	}
 	if (rsp->code / 100 != 2) {
-		dg_warn(LOG_UP, "[%s] observe cuid=%s mid=%" PRIu32 ": %d.%02d",
+		dg_warn(LOG_UP, "upstream=%s observe cuid=%s mid=%" PRIu32 ": %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
 		m->obs_token = 0;
 		req_unlink(c, r);
@@ -2927,7 +2932,7 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 		json_decref(before);
 		m->next_renotify = now + NOTIFY_REPEAT_MS;
 		mitig_arm(c, m);
-		dg_debug(LOG_UP, "[%s] cuid=%s mid=%" PRIu32 " status=%s", up_name(r->up),
+		dg_debug(LOG_UP, "upstream=%s cuid=%s mid=%" PRIu32 " status=%s", up_name(r->up),
 			 r->cuid, r->mid,
 			 json_string_value(json_object_get(e, "status")) ?: "?");
 		notify_mitig(c, m, now, out);
@@ -2954,13 +2959,13 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 		return;
 	count_up_answer(c, r, rsp->code);
 	up_rtt_sample(u, r, now);
-	dg_debug(LOG_UP, "[%s] %s token=%016" PRIx64 " answered %d.%02d after %" PRIu32 " tries rtt=%" PRIu32 "/%" PRIu32 " ms",
+	dg_debug(LOG_UP, "upstream=%s %s token=%016" PRIx64 " answered %d.%02d after %" PRIu32 " tries rtt=%" PRIu32 "/%" PRIu32 " ms",
 		 up_name(u), req_kind_names[r->kind], r->token, rsp->code / 100,
 		 rsp->code % 100, r->ntx, u->srtt_ms, u->rttvar_ms);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
-		dg_warn(LOG_UP, "[%s] undecodable %s answer: %s", up_name(u),
+		dg_warn(LOG_UP, "upstream=%s undecodable %s answer: %s", up_name(u),
 			req_kind_names[r->kind], d.text);
 		if (r->has_dn)
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_BAD_GATEWAY,
@@ -3005,7 +3010,7 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 		} else {
 			/* Out of the server's bounds (4.22) or refused: adopt
 			 * what the server currently uses (RFC 9132 §4.5.2). */
-			dg_warn(LOG_UP, "[%s] PUT /config answered %d.%02d; using the server's values",
+			dg_warn(LOG_UP, "upstream=%s PUT /config answered %d.%02d; using the server's values",
 				up_name(u), rsp->code / 100, rsp->code % 100);
 			struct up_req *g = up_request(c, u, REQ_CONFIG_GET, CORE_GET,
 						      strdup("/.well-known/dots/config"),
@@ -3061,7 +3066,7 @@ void core_on_up_event(struct core *c, uint64_t up_id, enum core_up_event ev,
 		if (u->state != UP_CONNECTING)
 			return;
 		up_set_state(u, UP_CONFIGURING);
-		dg_info(LOG_UP, "[%s] connected", up_name(u));
+		dg_info(LOG_UP, "upstream=%s connected", up_name(u));
 		up_send_config(c, u, now, out);
 		/* Heartbeats run during configuration too. */
 		u->next_hb = now + (dg_time_ms)up_params(u)->heartbeat_interval * MS_PER_S;
@@ -3116,7 +3121,7 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 {
 	if (now >= r->deadline) {
 		struct up_sess *u = r->up;
-		dg_warn(LOG_UP, "[%s] %s token=%016" PRIx64 " timed out", up_name(u),
+		dg_warn(LOG_UP, "upstream=%s %s token=%016" PRIx64 " timed out", up_name(u),
 			req_kind_names[r->kind], r->token);
 		if (r->has_dn)
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_GATEWAY_TIMEOUT,
@@ -3174,7 +3179,7 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 		break;
 	case UP_BACKOFF:
 		if (now >= u->reconnect_at) {
-			dg_info(LOG_UP, "[%s] reconnecting", up_name(u));
+			dg_info(LOG_UP, "upstream=%s reconnecting", up_name(u));
 			up_open(c, u, now, out);
 		} else {
 			up_arm(c, u);

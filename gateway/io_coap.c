@@ -94,6 +94,7 @@ struct io {
 	coap_session_t **releases;
 	size_t nreleases, releases_cap;
 	coap_bin_const_t *client_keys; /* PSK per configured client */
+	struct dg_ratelimit rl_peer;   /* refused handshakes' log lines */
 	coap_endpoint_t **endpoints;   /* one per cfg->listen entry */
 	bool stopping;
 	int busy;       /* nesting depth of action execution */
@@ -284,6 +285,22 @@ static void dn_detach(struct io *io, coap_session_t *s)
 	free(d);
 }
 
+/* A peer-chosen name made safe for a log line: printable ASCII only (no
+ * line breaks to forge other lines), at most 64 bytes. */
+static const char *log_safe(const char *in, size_t len, char out[68])
+{
+	size_t i;
+
+	if (!in)
+		return "?";
+	for (i = 0; i < len && i < 64 && in[i]; i++)
+		out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+	if (i < len && in[i])
+		out[i++] = '+';
+	out[i] = '\0';
+	return out;
+}
+
 static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 					  coap_session_t *s, void *arg)
 {
@@ -295,7 +312,12 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 		return NULL;
 	cl = config_client_by_psk(io->cfg, identity->s, identity->length);
 	if (!cl) {
-		dg_warn(LOG_IO, "PSK identity not configured; handshake refused");
+		char peer[64], id[68];
+		peer_string(s, peer, sizeof(peer));
+		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
+			       "peer=%s psk-identity=%s: not configured; handshake refused",
+			       peer, log_safe((const char *)identity->s,
+					      identity->length, id));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_psk_identity";
 		return NULL;
@@ -318,8 +340,11 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	size_t spki_len = 0;
 
 	if (!validated) {
-		dg_warn(LOG_IO, "certificate '%s' did not verify; handshake refused",
-			cn ? cn : "?");
+		char peer[64], name[68];
+		peer_string(s, peer, sizeof(peer));
+		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
+			       "peer=%s cert-name=%s: certificate did not verify; handshake refused",
+			       peer, log_safe(cn, SIZE_MAX, name));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "bad_certificate";
 		return 0;
@@ -328,8 +353,11 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 		return 1; /* a CA of the chain; the leaf decides */
 	cl = cn ? config_client_by_cert_name(io->cfg, cn) : NULL;
 	if (!cl) {
-		dg_warn(LOG_IO, "certificate name '%s' not configured; handshake refused",
-			cn ? cn : "?");
+		char peer[64], name[68];
+		peer_string(s, peer, sizeof(peer));
+		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
+			       "peer=%s cert-name=%s: not configured; handshake refused",
+			       peer, log_safe(cn, SIZE_MAX, name));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_certificate_name";
 		return 0;
@@ -538,7 +566,7 @@ static int server_name_check(const char *cn, const uint8_t *der, size_t len,
 		return 1;
 	/* RFC 9132 §8 / RFC 6125: the reference identifier must match. */
 	if (!cn || strcasecmp(cn, u->server_name) != 0) {
-		dg_warn(LOG_IO, "[%s] server certificate name '%s' is not '%s'",
+		dg_warn(LOG_IO, "upstream=%s server certificate name '%s' is not '%s'",
 			u->name, cn ? cn : "?", u->server_name);
 		return 0;
 	}
@@ -570,7 +598,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 	iu->cfg = u;
 	iu->connected = false;
 	if (resolve(u->address, u->port, u->transport, &addr)) {
-		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, u->address);
+		dg_err(LOG_IO, "upstream=%s cannot resolve %s", u->name, u->address);
 		goto failed;
 	}
 	switch (u->transport) {
@@ -609,7 +637,7 @@ static void do_up_open(struct io *io, struct core_action *a)
 		s = coap_new_client_session_pki(io->cli, NULL, &addr, proto, &pki);
 	}
 	if (!s) {
-		dg_err(LOG_IO, "[%s] cannot create a session to %s:%u", u->name,
+		dg_err(LOG_IO, "upstream=%s cannot create a session to %s:%u", u->name,
 		       u->address, u->port);
 		goto failed;
 	}
@@ -670,7 +698,7 @@ static void do_up_send(struct io *io, struct core_action *a)
 	coap_pdu_t *pdu = msg_pdu(iu->session,
 				  msg_type(a->msg.confirmable), &a->msg);
 	if (!pdu || coap_send(iu->session, pdu) == COAP_INVALID_MID)
-		dg_debug(LOG_IO, "[%s] send failed", iu->cfg ? iu->cfg->name : "-");
+		dg_debug(LOG_IO, "upstream=%s send failed", iu->cfg ? iu->cfg->name : "-");
 }
 
 static void arm_timer(struct io *io);

@@ -532,7 +532,7 @@ class LossLab:
             {'method': 'GET', 'path': '/.well-known/dots/config',
              'type': 'con'},
             {'sleep_ms': 3600000}], timeout_ms=120000)
-        self.gateway.wait_log(re.compile(r'\[provider\] ready\b'), timeout,
+        self.gateway.wait_log(re.compile(r'upstream=provider ready\b'), timeout,
                               since=mark)
         return time.monotonic() - t0
 
@@ -735,7 +735,7 @@ class LossLab:
         lines = list(self.gateway.stderr_lines)
         pats = {
             'upstream session down': r'\] session down \(',
-            'upstream ready': r'\[provider\] ready\b',
+            'upstream ready': r'upstream=provider ready\b',
             'relayed request timed out (5.04)': r'REQ_RELAY_PUT token=\S+ '
                                                 r'timed out',
             'observe timed out': r'REQ_OBSERVE token=\S+ timed out',
