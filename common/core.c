@@ -36,7 +36,21 @@
 #define NEVER UINT64_MAX
 /* Without an RTT estimate, at most one NON request per 3 s (RFC 9132 §4.4). */
 #define NON_RETRANSMIT_MS 3000u
-#define CONNECT_TIMEOUT_MS 10000u
+/* With one, one per RTO, never below RFC 6298 §2.4's 1 s minimum. */
+#define NON_RETRANSMIT_MIN_MS 1000u
+#define RTT_GRANULARITY_MS 10u
+/* A client repeating a NON request keeps its token (RFC 9132 §4.4.1);
+ * after NON_LIFETIME (RFC 7252 §4.8.2) a token seen again is a new
+ * request. */
+#define NON_LIFETIME_MS 145000u
+/* A status change reaches observers in NON notifications that the
+ * network may lose: the gateway repeats the new state this many times,
+ * one per 3 s (RFC 9132 §4.4.2.1), whatever the upstream's own pace. */
+#define NOTIFY_REPEATS 9u
+#define NOTIFY_REPEAT_MS 3000u
+/* A (D)TLS handshake under loss needs many retransmissions; GnuTLS gives
+ * one up after 60 s in all (libcoap 4.3.1 COAP_DTLS_RETRANSMIT_TOTAL_MS). */
+#define CONNECT_TIMEOUT_MS 60000u
 #define QUEUE_MAX_PER_UP 256u
 #define OBSERVERS_MAX_PER_CLIENT 256u
 
@@ -89,6 +103,15 @@ struct mitig {
 	int64_t lifetime;
 	dg_time_ms expires;
 	uint64_t obs_token; /* 0: not observed upstream */
+	/* The client request that created it and what it was answered, for
+	 * the client's repetitions of that request (RFC 9132 §4.4.1). */
+	uint64_t dn_sid;
+	uint8_t dn_token[CORE_TOKEN_MAX]; size_t dn_token_len;
+	dg_time_ms dn_at;
+	int dn_code;
+	json_t *dn_body;
+	uint32_t renotify_left;
+	dg_time_ms next_renotify;
 	uint32_t gen;
 	/* metrics, from status: RFC 9132 status (0: none reported yet) and
 	 * bytes, pkts, bps, pps dropped; a scrape must not parse JSON */
@@ -154,11 +177,14 @@ struct up_req {
 	bool queued;           /* waiting for the session to become ready */
 	bool answered;         /* REQ_OBSERVE: the registration was accepted */
 	bool has_dn; uint64_t dn_sid, dn_req_id;
+	uint8_t dn_token[CORE_TOKEN_MAX]; size_t dn_token_len;
+	bool creating;         /* PUT of a mid the core did not have */
+	uint32_t ntx;          /* transmissions so far */
+	dg_time_ms first_tx;
 	char cuid[MODEL_ID_MAX + 1];
 	uint32_t mid;
 	json_t *entry;         /* PUT: the scope entry being installed */
 	dg_time_ms deadline, next_retx;
-	uint32_t retx_interval;
 	struct core_msg msg;   /* kept for retransmission */
 	uint32_t gen;
 };
@@ -175,6 +201,9 @@ struct up_sess {
 	uint32_t missed_hb;
 	bool hb_outstanding;
 	struct model_session_config want, negotiated;
+	/* RTT estimate (RFC 6298 §2) from unambiguous samples (Karn). */
+	bool has_rtt;
+	uint32_t srtt_ms, rttvar_ms;
 	uint32_t config_sid;
 	struct up_req *reqs;
 	size_t nqueued;
@@ -198,6 +227,8 @@ struct core {
 	size_t ngw_own;
 	uint32_t own_next_mid;
 	bool draining; /* every request answered with a redirection */
+	/* Warnings a client can cause with each request share one budget. */
+	struct dg_ratelimit rl_peer;
 	struct hmap dn, up, reqs, cuids, mitigs;
 	uint64_t next_up_id, next_mitig_id, token_state;
 	struct timer_ent *heap;
@@ -755,7 +786,7 @@ static const char *client_cdid(const struct core *c, const struct client_st *cl,
 	return buf;
 }
 
-static void up_transmit(struct core *c, struct up_req *r,
+static void up_transmit(struct core *c, struct up_req *r, dg_time_ms now,
 			struct core_actions *out)
 {
 	struct core_action *a = act_push(out, CORE_ACT_UP_SEND);
@@ -763,12 +794,14 @@ static void up_transmit(struct core *c, struct up_req *r,
 	(void)c;
 	if (!a)
 		return;
+	if (!r->ntx++)
+		r->first_tx = now;
 	a->up_id = r->up->id;
 	if (msg_copy(&a->msg, &r->msg)) {
 		out->n--;
 		return;
 	}
-	dg_debug(LOG_UP, "[%s] send %s token=%016" PRIx64 " %s", up_name(r->up),
+	dg_debug(LOG_UP, "upstream=%s send %s token=%016" PRIx64 " %s", up_name(r->up),
 		 req_kind_names[r->kind], r->token, r->msg.path);
 }
 
@@ -781,6 +814,45 @@ static const struct model_session_params *up_params(const struct up_sess *u)
 {
 	/* Agents switch sets when mitigation starts or stops (RFC 9132 §4.5). */
 	return mitigating(u) ? &u->negotiated.mitigating : &u->negotiated.idle;
+}
+
+/* How long an unanswered NON request waits before its repetition: one
+ * per RTO once an RTT estimate exists, else one per 3 s (RFC 9132
+ * §4.4.1, RFC 8085 §3.1.3), without backoff (see req_timeout). */
+static dg_time_ms up_non_interval(const struct up_sess *u)
+{
+	uint32_t rto;
+
+	if (!u->has_rtt)
+		return NON_RETRANSMIT_MS;
+	rto = u->srtt_ms + (4 * u->rttvar_ms > RTT_GRANULARITY_MS ?
+			    4 * u->rttvar_ms : RTT_GRANULARITY_MS);
+	return rto < NON_RETRANSMIT_MIN_MS ? NON_RETRANSMIT_MIN_MS : rto;
+}
+
+/* Takes an RTT sample from the answer to r (RFC 6298 §2: alpha 1/8,
+ * beta 1/4). Karn's rule: none from a repeated request, nor from a CON
+ * the CoAP layer may have retransmitted (answered after its ACK_TIMEOUT,
+ * RFC 7252 §4.2), nor from a notification. */
+static void up_rtt_sample(struct up_sess *u, const struct up_req *r,
+			  dg_time_ms now)
+{
+	dg_time_ms ack_ms = (dg_time_ms)up_params(u)->ack_timeout * 10;
+
+	if (r->ntx != 1 || r->answered || now < r->first_tx ||
+	    (r->msg.confirmable && now - r->first_tx >= ack_ms) ||
+	    now - r->first_tx > UINT32_MAX / 8)
+		return;
+	uint32_t x = (uint32_t)(now - r->first_tx);
+	if (!u->has_rtt) {
+		u->srtt_ms = x;
+		u->rttvar_ms = x / 2;
+		u->has_rtt = true;
+		return;
+	}
+	uint32_t dev = u->srtt_ms > x ? u->srtt_ms - x : x - u->srtt_ms;
+	u->rttvar_ms = (3 * u->rttvar_ms + dev) / 4;
+	u->srtt_ms = (7 * u->srtt_ms + x) / 8;
 }
 
 /*
@@ -834,7 +906,6 @@ static struct up_req *up_request(struct core *c, struct up_sess *u,
 	/* Heartbeats are judged by the heartbeat timer, not a deadline. */
 	r->deadline = kind == REQ_HEARTBEAT ?
 			      NEVER : now + (dg_time_ms)c->cfg->request_timeout * MS_PER_S;
-	r->retx_interval = NON_RETRANSMIT_MS;
 	r->next_retx = NEVER;
 	if (!direct) {
 		r->queued = true;
@@ -850,8 +921,8 @@ static void req_go(struct core *c, struct up_req *r, dg_time_ms now,
 	if (!r->queued) {
 		if (!r->up->reliable && !r->msg.confirmable &&
 		    r->kind != REQ_HEARTBEAT)
-			r->next_retx = now + r->retx_interval;
-		up_transmit(c, r, out);
+			r->next_retx = now + up_non_interval(r->up);
+		up_transmit(c, r, now, out);
 	}
 	req_arm(c, r);
 }
@@ -860,8 +931,11 @@ static void req_go(struct core *c, struct up_req *r, dg_time_ms now,
 
 static void mitig_arm(struct core *c, struct mitig *m)
 {
-	heap_push(c, m->lifetime < 0 ? NEVER : m->expires, TK_MITIG, m->id,
-		  ++m->gen);
+	dg_time_ms when = m->lifetime < 0 ? NEVER : m->expires;
+
+	if (m->renotify_left && m->next_renotify < when)
+		when = m->next_renotify;
+	heap_push(c, when, TK_MITIG, m->id, ++m->gen);
 }
 
 static struct cuid_st *cuid_bind(struct core *c, struct client_st *cl,
@@ -913,6 +987,16 @@ static void observe_cancel(struct core *c, struct mitig *m)
 	m->obs_token = 0;
 }
 
+/* What a mitigation owns; the caller has unlinked it. */
+static void mitig_free(struct mitig *m)
+{
+	json_decref(m->entry);
+	json_decref(m->status);
+	model_scope_targets_free(&m->targets);
+	json_decref(m->dn_body);
+	free(m);
+}
+
 static void mitig_remove(struct core *c, struct mitig *m,
 			 struct core_actions *out)
 {
@@ -928,10 +1012,7 @@ static void mitig_remove(struct core *c, struct mitig *m,
 	observe_cancel(c, m);
 	hmap_remove(&c->mitigs, &m->node);
 	hmap_remove(&cs->mids, &m->mid_node);
-	json_decref(m->entry);
-	json_decref(m->status);
-	model_scope_targets_free(&m->targets);
-	free(m);
+	mitig_free(m);
 	cuid_maybe_unbind(c, cs);
 	up_maybe_release(c, cl, out);
 }
@@ -1131,7 +1212,7 @@ static void up_arm(struct core *c, struct up_sess *u)
 static void up_set_state(struct up_sess *u, enum up_state st)
 {
 	if (u->state != st)
-		dg_debug(LOG_UP, "[%s] %s -> %s", up_name(u),
+		dg_debug(LOG_UP, "upstream=%s %s -> %s", up_name(u),
 			 up_state_names[u->state], up_state_names[st]);
 	u->state = st;
 }
@@ -1150,6 +1231,19 @@ static struct core_tlist *tlist_find(const struct core *c, const char *name)
 		if (strcmp(c->tlists[i]->name, name) == 0)
 			return c->tlists[i];
 	return NULL;
+}
+
+/* A discovered candidate that is not the last gets this long: RFC 9132
+ * §4.3 wants the next one tried soon (this is the sequential stand-in for
+ * its happy eyeballs); the last keeps CONNECT_TIMEOUT_MS, loss needs it. */
+#define CANDIDATE_CONNECT_MS 10000u
+
+/* Whether u's current candidate has another after it. */
+static bool up_has_next(const struct core *c, const struct up_sess *u)
+{
+	const struct core_tlist *l = u->has_tgt ? tlist_find(c, u->cfg->name) : NULL;
+
+	return l && u->cand + 1 < l->n;
 }
 
 static bool target_same(const struct core_target *a, const struct core_target *b)
@@ -1176,7 +1270,7 @@ static void up_target_fill(struct core *c, struct up_sess *u,
 	u->reliable = gw_transport_reliable(u->tgt.transport);
 	a->has_target = true;
 	a->target = u->tgt;
-	dg_info(LOG_UP, "[%s] candidate %zu/%zu: %s port %u (%s)", up_name(u),
+	dg_info(LOG_UP, "upstream=%s candidate %zu/%zu: %s port %u (%s)", up_name(u),
 		u->cand + 1, l->n, u->tgt.address, u->tgt.port,
 		u->reliable ? "stream" : "datagram");
 }
@@ -1193,6 +1287,8 @@ static void up_open(struct core *c, struct up_sess *u, dg_time_ms now,
 	up_target_fill(c, u, a);
 	up_set_state(u, UP_CONNECTING);
 	u->connect_deadline = now + CONNECT_TIMEOUT_MS;
+	if (up_has_next(c, u))
+		u->connect_deadline = now + CANDIDATE_CONNECT_MS;
 	u->missed_hb = 0;
 	u->hb_outstanding = false;
 	up_arm(c, u);
@@ -1222,18 +1318,32 @@ static struct up_sess *up_create(struct core *c, struct client_st *cl,
 		return NULL;
 	}
 	cl->up = u;
-	dg_info(LOG_UP, "[%s] opening for client=%s", ucfg->name, cl->cfg->name);
+	dg_info(LOG_UP, "upstream=%s opening for client=%s", ucfg->name, cl->cfg->name);
 	up_open(c, u, now, out);
 	return u;
 }
 
-/* Fails every request waiting on u; the clients get 5.03 with a retry
- * hint (RFC 9132 §9) instead of waiting for a timeout. */
+/* Drops the gateway's own requests on u (re-sent on the next session).
+ * A client's request waits for the next session until its own deadline
+ * (request-timeout): under loss a reconnection often succeeds within it.
+ * Past that, the client gets 5.03 with a retry hint (RFC 9132 §9). */
 static void up_fail_requests(struct core *c, struct up_sess *u,
-			     const char *why, struct core_actions *out)
+			     const char *why, dg_time_ms now,
+			     struct core_actions *out)
 {
-	while (u->reqs) {
-		struct up_req *r = u->reqs;
+	struct up_req *next;
+
+	for (struct up_req *r = u->reqs; r; r = next) {
+		next = r->next;
+		if (r->has_dn && now < r->deadline) {
+			if (!r->queued) {
+				r->queued = true;
+				u->nqueued++;
+			}
+			r->next_retx = NEVER;
+			req_arm(c, r);
+			continue;
+		}
 		if (r->has_dn) {
 			struct core_action *a;
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_UNAVAILABLE,
@@ -1271,7 +1381,7 @@ static bool up_try_next(struct core *c, struct up_sess *u, const char *why,
 		u->cand = 0;
 		return false;
 	}
-	dg_warn(LOG_UP, "[%s] %s port %u: %s; trying the next candidate",
+	dg_warn(LOG_UP, "upstream=%s %s port %u: %s; trying the next candidate",
 		up_name(u), u->tgt.address, u->tgt.port, why);
 	if ((a = act_push(out, CORE_ACT_UP_CLOSE)))
 		a->up_id = u->id;
@@ -1288,11 +1398,11 @@ static void up_down(struct core *c, struct up_sess *u, const char *why,
 	if (up_try_next(c, u, why, now, out))
 		return;
 
-	dg_warn(LOG_UP, "[%s] session down (%s); reconnecting in %" PRIu32 " s",
+	dg_warn(LOG_UP, "upstream=%s session down (%s); reconnecting in %" PRIu32 " s",
 		up_name(u), why, u->backoff_s);
 	if (u->state != UP_BACKOFF && (a = act_push(out, CORE_ACT_UP_CLOSE)))
 		a->up_id = u->id;
-	up_fail_requests(c, u, why, out);
+	up_fail_requests(c, u, why, now, out);
 	up_set_state(u, UP_BACKOFF);
 	u->reconnect_at = now + (dg_time_ms)u->backoff_s * MS_PER_S;
 	/* Exponential backoff between the configured bounds (RFC 9132 §4.7
@@ -1330,7 +1440,7 @@ static void up_maybe_release(struct core *c, struct client_st *cl,
 		a->up_id = u->id;
 		a->final = true;
 	}
-	dg_info(LOG_UP, "[%s] closing: client=%s gone and nothing to keep",
+	dg_info(LOG_UP, "upstream=%s closing: client=%s gone and nothing to keep",
 		up_name(u), cl->cfg->name);
 	up_free(c, u);
 }
@@ -1385,7 +1495,7 @@ static void up_send_config(struct core *c, struct up_sess *u, dg_time_ms now,
 	if (r)
 		req_go(c, r, now, out);
 	else
-		dg_err(LOG_UP, "[%s] cannot send PUT /config", up_name(u));
+		dg_err(LOG_UP, "upstream=%s cannot send PUT /config", up_name(u));
 	json_decref(body);
 }
 
@@ -1399,7 +1509,7 @@ static void up_ready(struct core *c, struct up_sess *u, dg_time_ms now,
 	u->ready_since = now;
 	u->backoff_s = u->cfg->reconnect_min;
 	const struct model_session_params *p = up_params(u);
-	dg_info(LOG_UP, "[%s] ready heartbeat=%" PRIu32 "s missing-hb-allowed=%" PRIu32,
+	dg_info(LOG_UP, "upstream=%s ready heartbeat=%" PRIu32 "s missing-hb-allowed=%" PRIu32,
 		up_name(u), p->heartbeat_interval, p->missing_hb_allowed);
 	/* Flush what waited for the session, oldest first. */
 	struct up_req *tail = u->reqs;
@@ -1411,8 +1521,8 @@ static void up_ready(struct core *c, struct up_sess *u, dg_time_ms now,
 		r->queued = false;
 		u->nqueued--;
 		if (!u->reliable && !r->msg.confirmable)
-			r->next_retx = now + r->retx_interval;
-		up_transmit(c, r, out);
+			r->next_retx = now + up_non_interval(u);
+		up_transmit(c, r, now, out);
 		req_arm(c, r);
 	}
 	up_resend_mitigations(c, u, now, out);
@@ -1474,7 +1584,7 @@ static void up_resend_mitigations(struct core *c, struct up_sess *u,
 						     c->cfg->hop_limit, now, out);
 			json_decref(entry);
 			if (r)
-				dg_info(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32,
+				dg_info(LOG_UP, "upstream=%s re-sending cuid=%s mid=%" PRIu32,
 					up_name(u), cs->cuid, m->mid);
 		}
 	}
@@ -1520,11 +1630,7 @@ void core_free(struct core *c)
 		up_free(c, hmap_entry(n, struct up_sess, node));
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->mitigs, &it))) {
-		struct mitig *m = hmap_entry(n, struct mitig, node);
-		json_decref(m->entry);
-		json_decref(m->status);
-		model_scope_targets_free(&m->targets);
-		free(m);
+		mitig_free(hmap_entry(n, struct mitig, node));
 	}
 	it = (struct hmap_iter){ 0, NULL };
 	while ((n = hmap_iter_next(&c->cuids, &it))) {
@@ -1926,12 +2032,11 @@ static void client_remove(struct core *c, struct client_st *cl, dg_time_ms now,
 			cs->mitigs = m->next;
 			observe_cancel(c, m);
 			hmap_remove(&c->mitigs, &m->node);
-			json_decref(m->entry);
-			json_decref(m->status);
-			free(m);
+			mitig_free(m);
 		}
 		cl->cuids = cs->next;
 		hmap_remove(&c->cuids, &cs->node);
+		hmap_free(&cs->mids);
 		free(cs);
 	}
 	while (cl->observers) {
@@ -1966,7 +2071,7 @@ static void client_rehome(struct core *c, struct client_st *cl, dg_time_ms now,
 		a->up_id = u->id;
 		a->final = true;
 	}
-	up_fail_requests(c, u, "upstream reconfigured", out);
+	up_fail_requests(c, u, "upstream reconfigured", NEVER, out);
 	up_free(c, u);
 	if (cl->cfg->upstream && (cl->n_dn || client_has_mitigations(cl)))
 		up_create(c, cl, now, out);
@@ -2170,6 +2275,28 @@ static const struct model_session_params *dn_params(const struct dn_sess *s)
 							 &s->cfg.idle;
 }
 
+int core_dn_params(const struct core *c, uint64_t dn_sid,
+		   struct model_session_params *out)
+{
+	const struct dn_sess *s = dn_find(c, dn_sid);
+
+	if (!s)
+		return DG_ENOENT;
+	*out = *dn_params(s);
+	return 0;
+}
+
+int core_up_params(const struct core *c, uint64_t up_id,
+		   struct model_session_params *out)
+{
+	const struct up_sess *u = up_find(c, up_id);
+
+	if (!u)
+		return DG_ENOENT;
+	*out = *up_params(u);
+	return 0;
+}
+
 int core_on_dn_session(struct core *c, uint64_t dn_sid,
 		       const struct core_dn_info *info, dg_time_ms now,
 		       struct core_actions *out)
@@ -2197,7 +2324,7 @@ int core_on_dn_session(struct core *c, uint64_t dn_sid,
 	s->next_hb = p->heartbeat_interval ?
 			     now + (dg_time_ms)p->heartbeat_interval * MS_PER_S : NEVER;
 	dn_arm(c, s);
-	dg_info(LOG_DN, "[%" PRIu64 "] session up peer=%s client=%s", dn_sid,
+	dg_info(LOG_DN, "sid=%" PRIu64 " session up peer=%s client=%s", dn_sid,
 		s->peer, s->cl ? s->cl->cfg->name : "-");
 	if (s->cl) {
 		if (info->cdid && info->cdid[0])
@@ -2217,7 +2344,7 @@ void core_on_dn_session_down(struct core *c, uint64_t dn_sid, dg_time_ms now,
 	(void)now;
 	if (!s)
 		return;
-	dg_info(LOG_DN, "[%" PRIu64 "] session down peer=%s", dn_sid, s->peer);
+	dg_info(LOG_DN, "sid=%" PRIu64 " session down peer=%s", dn_sid, s->peer);
 	if (s->cl) {
 		obs_drop(s->cl, dn_sid, NULL, 0);
 		/* Replies to requests in flight are dropped by io; the upstream
@@ -2243,7 +2370,7 @@ static void dn_send_heartbeat(struct core *c, struct dn_sess *s, dg_time_ms now,
 	/* Nothing at all from the client for missing-hb-allowed intervals:
 	 * the session is lost (RFC 9132 §4.7, server side). */
 	if (now - s->last_rx > (dg_time_ms)p->missing_hb_allowed * interval) {
-		dg_warn(LOG_DN, "[%" PRIu64 "] peer=%s client=%s: no traffic for %" PRIu64 " ms, session lost",
+		dg_warn(LOG_DN, "sid=%" PRIu64 " peer=%s client=%s: no traffic for %" PRIu64 " ms, session lost",
 			s->sid, s->peer, s->cl ? s->cl->cfg->name : "-", now - s->last_rx);
 		if ((a = act_push(out, CORE_ACT_DN_CLOSE)))
 			a->dn_sid = s->sid;
@@ -2465,8 +2592,9 @@ static uint32_t hop_limit_next(struct core *c, struct dn_sess *s,
 	if (!req->has_hop_limit)
 		return c->cfg->hop_limit;
 	if (req->hop_limit == 0) {
-		dg_warn(LOG_DN, "[%" PRIu64 "] peer=%s: Hop-Limit exhausted, answering 5.08",
-			s->sid, s->peer);
+		dg_log_limited(&c->rl_peer, s->last_rx, DG_LOG_WARN, LOG_DN,
+			       "sid=%" PRIu64 " peer=%s: Hop-Limit exhausted, answering 5.08",
+			       s->sid, s->peer);
 		reply_diag(out, s->sid, req->req_id, DG_CODE_HOP_LIMIT, "%s",
 			   c->cfg->id);
 		return 0;
@@ -2528,7 +2656,8 @@ static void handle_put(struct core *c, struct dn_sess *s,
 	const json_t *entry = model_scope_entry(body);
 	code = model_scope_authorize(entry, &cl->cfg->scope, &d);
 	if (code) {
-		dg_warn(LOG_DN, "[%" PRIu64 "] client=%s: %s", s->sid, cl->cfg->name, d.text);
+		dg_log_limited(&c->rl_peer, now, DG_LOG_WARN, LOG_DN,
+			       "sid=%" PRIu64 " client=%s: %s", s->sid, cl->cfg->name, d.text);
 		reply_diag(out, s->sid, req->req_id, code, "%s", d.text);
 		return;
 	}
@@ -2538,8 +2667,9 @@ static void handle_put(struct core *c, struct dn_sess *s,
 		json_t *ci = json_pack("{s:{s:[{s:{s:s}}]}}", CBOR_MSG_MITIGATION,
 				       "scope", "conflict-information",
 				       "conflict-cause", "cuid-collision");
-		dg_warn(LOG_DN, "[%" PRIu64 "] client=%s: cuid collision", s->sid,
-			cl->cfg->name);
+		dg_log_limited(&c->rl_peer, now, DG_LOG_WARN, LOG_DN,
+			       "sid=%" PRIu64 " client=%s: cuid collision", s->sid,
+			       cl->cfg->name);
 		reply(out, s->sid, req->req_id, DG_CODE_CONFLICT, ci);
 		json_decref(ci);
 		return;
@@ -2560,6 +2690,17 @@ static void handle_put(struct core *c, struct dn_sess *s,
 			   uri->mid);
 		return;
 	}
+	/* The client repeats a NON request it got no answer to (RFC 9132
+	 * §4.4.1), same token: the answer it missed, not a refresh. */
+	if (m && m->dn_code && m->dn_sid == s->sid && !efficacy &&
+	    m->dn_token_len == req->token_len &&
+	    memcmp(m->dn_token, req->token, req->token_len) == 0 &&
+	    now - m->dn_at <= NON_LIFETIME_MS) {
+		dg_debug(LOG_DN, "sid=%" PRIu64 " client=%s cuid=%s mid=%" PRIu32 " repeated request answered again",
+			 s->sid, cl->cfg->name, uri->cuid, uri->mid);
+		reply(out, s->sid, req->req_id, m->dn_code, m->dn_body);
+		return;
+	}
 	if (!up_usable(s, req->req_id, now, out))
 		return;
 	struct up_req *r = relay_put(c, cl,
@@ -2574,6 +2715,9 @@ static void handle_put(struct core *c, struct dn_sess *s,
 	r->has_dn = true;
 	r->dn_sid = s->sid;
 	r->dn_req_id = req->req_id;
+	memcpy(r->dn_token, req->token, req->token_len);
+	r->dn_token_len = req->token_len;
+	r->creating = !m && !efficacy;
 }
 
 static void handle_delete(struct core *c, struct dn_sess *s,
@@ -2705,7 +2849,7 @@ void core_on_dn_request(struct core *c, const struct core_request *req,
 		/* A cdid from downstream is never trusted (RFC 9132 §4.4.1.2):
 		 * dropped here, and the gateway's own inserted upstream. */
 		if (uri.has_cdid)
-			dg_debug(LOG_DN, "[%" PRIu64 "] stripped cdid from client", s->sid);
+			dg_debug(LOG_DN, "sid=%" PRIu64 " stripped cdid from client", s->sid);
 		if (req->method == CORE_GET) {
 			handle_get(c, s, req, &uri, now, out);
 			break;
@@ -2809,14 +2953,34 @@ static void on_mitig_answer(struct core *c, struct up_req *r,
 			    dg_time_ms now, struct core_actions *out)
 {
 	struct client_st *cl = r->up->owner;
+	struct core_response fixed = *rsp;
+	struct mitig *m = NULL;
 
 	if (rsp->code == DG_CODE_CREATED || rsp->code == DG_CODE_CHANGED) {
-		mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
+		bool existed = mitig_find(cuid_find(c, r->cuid), r->mid) != NULL;
+		m = mitig_accept(c, cl, r->cuid, r->mid, &r->entry, body, now, out);
+		/* We repeated the PUT of a new mid, and the upstream's 2.01
+		 * to an earlier copy was lost: its 2.04 answers a repetition.
+		 * The client asked once and gets 2.01 (RFC 9132 §4.4.1.3). */
+		if (m && !existed && r->creating && r->ntx > 1 &&
+		    rsp->code == DG_CODE_CHANGED)
+			fixed.code = DG_CODE_CREATED;
 	} else if (r->kind == REQ_RESEND_PUT) {
-		dg_warn(LOG_UP, "[%s] re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
+		dg_warn(LOG_UP, "upstream=%s re-sending cuid=%s mid=%" PRIu32 " refused with %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
 	}
-	reply_from_upstream(c, r, rsp, body, out);
+	if (m && r->has_dn && r->kind == REQ_RELAY_PUT &&
+	    !json_object_get(body, CBOR_MSG_REDIRECT)) {
+		/* Kept for the client's repetitions of this request. */
+		json_decref(m->dn_body);
+		m->dn_body = json_incref((json_t *)body);
+		m->dn_code = fixed.code;
+		m->dn_sid = r->dn_sid;
+		memcpy(m->dn_token, r->dn_token, r->dn_token_len);
+		m->dn_token_len = r->dn_token_len;
+		m->dn_at = now;
+	}
+	reply_from_upstream(c, r, &fixed, body, out);
 }
 
 static void on_observe_answer(struct core *c, struct up_req *r,
@@ -2832,7 +2996,7 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 	}
 	if (rsp->code == DG_CODE_NOT_FOUND) {
 		/* The upstream lost it although the client still wants it. */
-		dg_warn(LOG_UP, "[%s] cuid=%s mid=%" PRIu32 " unknown upstream; re-sending",
+		dg_warn(LOG_UP, "upstream=%s cuid=%s mid=%" PRIu32 " unknown upstream; re-sending",
 			up_name(r->up), r->cuid, r->mid);
 		m->obs_token = 0;
 		req_unlink(c, r);
@@ -2847,7 +3011,7 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 		return;
 	}
 	if (rsp->code / 100 != 2) {
-		dg_warn(LOG_UP, "[%s] observe cuid=%s mid=%" PRIu32 ": %d.%02d",
+		dg_warn(LOG_UP, "upstream=%s observe cuid=%s mid=%" PRIu32 ": %d.%02d",
 			up_name(r->up), r->cuid, r->mid, rsp->code / 100, rsp->code % 100);
 		m->obs_token = 0;
 		req_unlink(c, r);
@@ -2863,9 +3027,14 @@ static void on_observe_answer(struct core *c, struct up_req *r,
 		json_t *jmid = json_object_get(e, "mid");
 		if (!json_is_integer(jmid) || json_integer_value(jmid) != m->mid)
 			continue;
+		json_t *before = json_incref(json_object_get(m->status, "status"));
 		mitig_take_status(m, e, now);
+		if (!json_equal(before, json_object_get(m->status, "status")))
+			m->renotify_left = NOTIFY_REPEATS;
+		json_decref(before);
+		m->next_renotify = now + NOTIFY_REPEAT_MS;
 		mitig_arm(c, m);
-		dg_debug(LOG_UP, "[%s] cuid=%s mid=%" PRIu32 " status=%s", up_name(r->up),
+		dg_debug(LOG_UP, "upstream=%s cuid=%s mid=%" PRIu32 " status=%s", up_name(r->up),
 			 r->cuid, r->mid,
 			 json_string_value(json_object_get(e, "status")) ?: "?");
 		notify_mitig(c, m, now, out);
@@ -2891,10 +3060,14 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 	if (r->queued)
 		return;
 	count_up_answer(c, r, rsp->code);
+	up_rtt_sample(u, r, now);
+	dg_debug(LOG_UP, "upstream=%s %s token=%016" PRIx64 " answered %d.%02d after %" PRIu32 " tries rtt=%" PRIu32 "/%" PRIu32 " ms",
+		 up_name(u), req_kind_names[r->kind], r->token, rsp->code / 100,
+		 rsp->code % 100, r->ntx, u->srtt_ms, u->rttvar_ms);
 	if (rsp->body_len && rsp->has_content_format &&
 	    rsp->content_format == DG_CONTENT_FORMAT_DOTS_CBOR &&
 	    cbor_decode(rsp->body, rsp->body_len, &body, &d)) {
-		dg_warn(LOG_UP, "[%s] undecodable %s answer: %s", up_name(u),
+		dg_warn(LOG_UP, "upstream=%s undecodable %s answer: %s", up_name(u),
 			req_kind_names[r->kind], d.text);
 		if (r->has_dn)
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_BAD_GATEWAY,
@@ -2939,7 +3112,7 @@ void core_on_up_response(struct core *c, const struct core_response *rsp,
 		} else {
 			/* Out of the server's bounds (4.22) or refused: adopt
 			 * what the server currently uses (RFC 9132 §4.5.2). */
-			dg_warn(LOG_UP, "[%s] PUT /config answered %d.%02d; using the server's values",
+			dg_warn(LOG_UP, "upstream=%s PUT /config answered %d.%02d; using the server's values",
 				up_name(u), rsp->code / 100, rsp->code % 100);
 			struct up_req *g = up_request(c, u, REQ_CONFIG_GET, CORE_GET,
 						      strdup("/.well-known/dots/config"),
@@ -2995,7 +3168,7 @@ void core_on_up_event(struct core *c, uint64_t up_id, enum core_up_event ev,
 		if (u->state != UP_CONNECTING)
 			return;
 		up_set_state(u, UP_CONFIGURING);
-		dg_info(LOG_UP, "[%s] connected", up_name(u));
+		dg_info(LOG_UP, "upstream=%s connected", up_name(u));
 		up_send_config(c, u, now, out);
 		/* Heartbeats run during configuration too. */
 		u->next_hb = now + (dg_time_ms)up_params(u)->heartbeat_interval * MS_PER_S;
@@ -3050,7 +3223,7 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 {
 	if (now >= r->deadline) {
 		struct up_sess *u = r->up;
-		dg_warn(LOG_UP, "[%s] %s token=%016" PRIx64 " timed out", up_name(u),
+		dg_warn(LOG_UP, "upstream=%s %s token=%016" PRIx64 " timed out", up_name(u),
 			req_kind_names[r->kind], r->token);
 		if (r->has_dn)
 			reply_diag(out, r->dn_sid, r->dn_req_id, DG_CODE_GATEWAY_TIMEOUT,
@@ -3080,8 +3253,8 @@ static void req_timeout(struct core *c, struct up_req *r, dg_time_ms now,
 		 * 3 s without an RTT estimate (RFC 9132 §4.4). No backoff:
 		 * under attack the link is lossy, not congested by us, and a
 		 * steady cadence is what gets a request through 50% loss. */
-		up_transmit(c, r, out);
-		r->next_retx = now + r->retx_interval;
+		up_transmit(c, r, now, out);
+		r->next_retx = now + up_non_interval(r->up);
 	}
 	req_arm(c, r);
 }
@@ -3108,7 +3281,7 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 		break;
 	case UP_BACKOFF:
 		if (now >= u->reconnect_at) {
-			dg_info(LOG_UP, "[%s] reconnecting", up_name(u));
+			dg_info(LOG_UP, "upstream=%s reconnecting", up_name(u));
 			up_open(c, u, now, out);
 		} else {
 			up_arm(c, u);
@@ -3120,6 +3293,11 @@ static void up_timeout(struct core *c, struct up_sess *u, dg_time_ms now,
 static void mitig_timeout(struct core *c, struct mitig *m, dg_time_ms now,
 			  struct core_actions *out)
 {
+	if (m->renotify_left && now >= m->next_renotify) {
+		m->renotify_left--;
+		m->next_renotify = now + NOTIFY_REPEAT_MS;
+		notify_mitig(c, m, now, out);
+	}
 	if (m->lifetime < 0 || now < m->expires) {
 		mitig_arm(c, m);
 		return;

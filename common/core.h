@@ -263,6 +263,15 @@ int core_reconfigure(struct core *c, const struct gw_config *cfg,
 		     const struct gw_client **old_to_new, dg_time_ms now,
 		     struct core_actions *out, struct core_reload_stats *st);
 
+/* The CoAP transmission parameters (max-retransmit, ack-timeout,
+ * ack-random-factor) negotiated for a session, in the set in force (idle
+ * or mitigating, RFC 9132 §4.5); io applies them to the CoAP layer.
+ * Returns 0, or DG_ENOENT for an unknown session. */
+int core_up_params(const struct core *c, uint64_t up_id,
+		   struct model_session_params *out);
+int core_dn_params(const struct core *c, uint64_t dn_sid,
+		   struct model_session_params *out);
+
 /* Stops: withdraws nothing (mitigations outlive the gateway upstream),
  * closes every session. */
 void core_shutdown(struct core *c, struct core_actions *out);
@@ -336,9 +345,9 @@ void core_foreach_mitigation(const struct core *c, const char *client,
  * none, the configured address is used again) for the upstream named
  * upstream. The core keeps them (never the configuration structs) and
  * every session to that upstream uses them: it opens to the first
- * candidate, and when one cannot be established (connection failed,
- * handshake timeout, or lost before PUT /config was answered) it tries the
- * next at once; after the last, the usual backoff, then from the first
+ * candidate, and when one cannot be established (connection failed, no
+ * handshake within 10 s, the last candidate excepted, or lost before PUT
+ * /config was answered) it tries the next at once; after the last, the usual backoff, then from the first
  * again. When the list changes, a ready session whose candidate is still
  * listed stays; any other is re-homed to the first candidate (its active
  * mitigations installed there again, as after a reload). *rehomed counts

@@ -84,3 +84,33 @@ void dg_diag_set(struct dg_diag *d, const char *fmt, ...)
 	vsnprintf(d->text, sizeof(d->text), fmt, ap);
 	va_end(ap);
 }
+
+void dg_log_limited(struct dg_ratelimit *rl, uint64_t now_ms,
+		    enum dg_log_level level, const char *group, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (level > log_level || !log_hook)
+		return;
+	/* A window opens at the first line after a quiet one. */
+	if (!rl->n || now_ms - rl->start >= DG_LOG_WINDOW_MS || now_ms < rl->start) {
+		rl->start = now_ms;
+		rl->n = 0;
+	}
+	if (rl->n >= DG_LOG_BURST) {
+		rl->suppressed++;
+		return;
+	}
+	rl->n++;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (rl->suppressed) {
+		dg_log(level, group, "%s (%lu similar lines suppressed)", msg,
+		       rl->suppressed);
+		rl->suppressed = 0;
+	} else {
+		dg_log(level, group, "%s", msg);
+	}
+}

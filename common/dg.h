@@ -70,6 +70,23 @@ void dg_log(enum dg_log_level level, const char *group, const char *fmt, ...)
 			dg_log(DG_LOG_DEBUG, g, __VA_ARGS__);  \
 	} while (0)
 
+/*
+ * A budget for log lines that peers can cause at will (refused handshakes,
+ * hostile requests): at most DG_LOG_BURST lines per DG_LOG_WINDOW_MS; the
+ * rest are counted, and the next line let through says how many were
+ * suppressed. Under attack the log stays readable and cheap.
+ */
+#define DG_LOG_BURST 10
+#define DG_LOG_WINDOW_MS 10000
+struct dg_ratelimit {
+	uint64_t start;
+	unsigned n;
+	unsigned long suppressed;
+};
+void dg_log_limited(struct dg_ratelimit *rl, uint64_t now_ms,
+		    enum dg_log_level level, const char *group, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
 /* A diagnostic text for the peer (RFC 7252 §5.5.2 diagnostic payload). */
 struct dg_diag {
 	char text[192];

@@ -36,6 +36,11 @@
 #define PATH_SEGS_MAX 16
 #define QUERY_MAX 16
 #define OPT_TEXT_MAX 255
+/* libcoap 4.3.1 (GnuTLS) abandons a DTLS handshake after max_retransmit
+ * timeouts in all (coap_dtls_handle_timeout never resets its count): a
+ * session in handshake gets enough for GnuTLS's own limit (60 s) to
+ * decide, which loss needs. The negotiated value returns afterwards. */
+#define IO_HANDSHAKE_MAX_RETRANSMIT 60
 
 /* Per downstream session, hung on the libcoap session (app data). */
 struct io_dn {
@@ -91,6 +96,7 @@ struct io {
 	coap_session_t **releases;
 	size_t nreleases, releases_cap;
 	coap_bin_const_t *client_keys; /* PSK per configured client */
+	struct dg_ratelimit rl_peer;   /* refused handshakes' log lines */
 	coap_endpoint_t **endpoints;   /* one per cfg->listen entry */
 	bool stopping;
 	int busy;       /* nesting depth of action execution */
@@ -281,6 +287,22 @@ static void dn_detach(struct io *io, coap_session_t *s)
 	free(d);
 }
 
+/* A peer-chosen name made safe for a log line: printable ASCII only (no
+ * line breaks to forge other lines), at most 64 bytes. */
+static const char *log_safe(const char *in, size_t len, char out[68])
+{
+	size_t i;
+
+	if (!in)
+		return "?";
+	for (i = 0; i < len && i < 64 && in[i]; i++)
+		out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+	if (i < len && in[i])
+		out[i++] = '+';
+	out[i] = '\0';
+	return out;
+}
+
 static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 					  coap_session_t *s, void *arg)
 {
@@ -292,7 +314,12 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 		return NULL;
 	cl = config_client_by_psk(io->cfg, identity->s, identity->length);
 	if (!cl) {
-		dg_warn(LOG_IO, "PSK identity not configured; handshake refused");
+		char peer[64], id[68];
+		peer_string(s, peer, sizeof(peer));
+		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
+			       "peer=%s psk-identity=%s: not configured; handshake refused",
+			       peer, log_safe((const char *)identity->s,
+					      identity->length, id));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_psk_identity";
 		return NULL;
@@ -315,8 +342,11 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	size_t spki_len = 0;
 
 	if (!validated) {
-		dg_warn(LOG_IO, "certificate '%s' did not verify; handshake refused",
-			cn ? cn : "?");
+		char peer[64], name[68];
+		peer_string(s, peer, sizeof(peer));
+		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
+			       "peer=%s cert-name=%s: certificate did not verify; handshake refused",
+			       peer, log_safe(cn, SIZE_MAX, name));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "bad_certificate";
 		return 0;
@@ -325,8 +355,11 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 		return 1; /* a CA of the chain; the leaf decides */
 	cl = cn ? config_client_by_cert_name(io->cfg, cn) : NULL;
 	if (!cl) {
-		dg_warn(LOG_IO, "certificate name '%s' not configured; handshake refused",
-			cn ? cn : "?");
+		char peer[64], name[68];
+		peer_string(s, peer, sizeof(peer));
+		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
+			       "peer=%s cert-name=%s: not configured; handshake refused",
+			       peer, log_safe(cn, SIZE_MAX, name));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_certificate_name";
 		return 0;
@@ -402,6 +435,39 @@ static coap_pdu_t *msg_pdu(coap_session_t *s, coap_pdu_type_t type,
 	return pdu;
 }
 
+/* The negotiated transmission parameters (RFC 9132 §4.5) on a session,
+ * once its handshake is over; ack-timeout and ack-random-factor are in
+ * hundredths, libcoap takes thousandths. */
+static void apply_params(coap_session_t *s, const struct model_session_params *p)
+{
+	if (COAP_PROTO_RELIABLE(coap_session_get_proto(s)) ||
+	    coap_session_get_state(s) != COAP_SESSION_STATE_ESTABLISHED)
+		return;
+	if (p->max_retransmit && p->max_retransmit <= UINT16_MAX &&
+	    coap_session_get_max_retransmit(s) != p->max_retransmit)
+		coap_session_set_max_retransmit(s, (uint16_t)p->max_retransmit);
+	coap_fixed_point_t at = { (uint16_t)(p->ack_timeout / 100),
+				  (uint16_t)(p->ack_timeout % 100 * 10) };
+	coap_fixed_point_t cur = coap_session_get_ack_timeout(s);
+	if (at.integer_part && (cur.integer_part != at.integer_part ||
+				cur.fractional_part != at.fractional_part))
+		coap_session_set_ack_timeout(s, at);
+	coap_fixed_point_t rf = { (uint16_t)(p->ack_random_factor / 100),
+				  (uint16_t)(p->ack_random_factor % 100 * 10) };
+	cur = coap_session_get_ack_random_factor(s);
+	if (rf.integer_part && (cur.integer_part != rf.integer_part ||
+				cur.fractional_part != rf.fractional_part))
+		coap_session_set_ack_random_factor(s, rf);
+}
+
+static void apply_dn_params(struct io *io, uint64_t sid, coap_session_t *s)
+{
+	struct model_session_params p;
+
+	if (core_dn_params(io->core, sid, &p) == 0)
+		apply_params(s, &p);
+}
+
 /* Reliable transports have no CON/NON (RFC 8323); libcoap ignores it there. */
 static coap_pdu_type_t msg_type(bool confirmable)
 {
@@ -422,6 +488,7 @@ static void do_reply(struct io *io, struct core_action *a)
 		metrics_observe(IO_MX(io, relay_latency), NULL,
 				(double)(uv_hrtime() - p->t0) / 1e9);
 		struct core_msg m = a->msg;
+		apply_dn_params(io, p->sid, p->session);
 		memcpy(m.token, p->token, p->token_len);
 		m.token_len = p->token_len;
 		/* A separate response to a CON is CON; to a NON it is NON. */
@@ -439,6 +506,7 @@ static void do_dn_send(struct io *io, struct core_action *a)
 
 	if (!d)
 		return;
+	apply_dn_params(io, d->sid, d->session);
 	coap_pdu_t *pdu = msg_pdu(d->session, msg_type(a->msg.confirmable),
 				  &a->msg);
 	if (pdu)
@@ -504,7 +572,7 @@ static int server_name_check(const char *cn, const uint8_t *der, size_t len,
 		return 1;
 	/* RFC 9132 §8 / RFC 6125: the reference identifier must match. */
 	if (!cn || strcasecmp(cn, want) != 0) {
-		dg_warn(LOG_IO, "[%s] server certificate name '%s' is not '%s'",
+		dg_warn(LOG_IO, "upstream=%s server certificate name '%s' is not '%s'",
 			u->name, cn ? cn : "?", want);
 		return 0;
 	}
@@ -547,11 +615,11 @@ static void do_up_open(struct io *io, struct core_action *a)
 	if (!host) {
 		/* Requests queue; the core opens again when discovery hands it
 		 * a list, or gives up at its connection deadline. */
-		dg_info(LOG_IO, "[%s] waiting for discovery", u->name);
+		dg_info(LOG_IO, "upstream=%s waiting for discovery", u->name);
 		return;
 	}
 	if (resolve(host, port, tr, &addr)) {
-		dg_err(LOG_IO, "[%s] cannot resolve %s", u->name, host);
+		dg_err(LOG_IO, "upstream=%s cannot resolve %s", u->name, host);
 		goto failed;
 	}
 	switch (tr) {
@@ -590,12 +658,14 @@ static void do_up_open(struct io *io, struct core_action *a)
 		s = coap_new_client_session_pki(io->cli, NULL, &addr, proto, &pki);
 	}
 	if (!s) {
-		dg_err(LOG_IO, "[%s] cannot create a session to %s:%u", u->name,
+		dg_err(LOG_IO, "upstream=%s cannot create a session to %s:%u", u->name,
 		       host, port);
 		goto failed;
 	}
 	iu->session = s;
 	coap_session_set_app_data(s, iu);
+	if (proto == COAP_PROTO_DTLS)
+		coap_session_set_max_retransmit(s, IO_HANDSHAKE_MAX_RETRANSMIT);
 	if (!iu->on_connecting) {
 		iu->on_connecting = true;
 		iu->next_connecting = io->connecting;
@@ -643,10 +713,13 @@ static void do_up_send(struct io *io, struct core_action *a)
 
 	if (!iu || !iu->session)
 		return;
+	struct model_session_params p;
+	if (core_up_params(io->core, a->up_id, &p) == 0)
+		apply_params(iu->session, &p);
 	coap_pdu_t *pdu = msg_pdu(iu->session,
 				  msg_type(a->msg.confirmable), &a->msg);
 	if (!pdu || coap_send(iu->session, pdu) == COAP_INVALID_MID)
-		dg_debug(LOG_IO, "[%s] send failed", iu->cfg ? iu->cfg->name : "-");
+		dg_debug(LOG_IO, "upstream=%s send failed", iu->cfg ? iu->cfg->name : "-");
 }
 
 static void arm_timer(struct io *io);
@@ -1006,6 +1079,12 @@ static int on_event(coap_session_t *s, const coap_event_t ev)
 
 	if (!io)
 		return 0;
+	/* A DTLS session is still of type HELLO (cookie exchange) here. */
+	if (ev == COAP_EVENT_SERVER_SESSION_NEW) {
+		if (coap_session_get_proto(s) == COAP_PROTO_DTLS)
+			coap_session_set_max_retransmit(s, IO_HANDSHAKE_MAX_RETRANSMIT);
+		return 0;
+	}
 	if (coap_session_get_type(s) == COAP_SESSION_TYPE_SERVER) {
 		count_dn_handshake(io, s, ev);
 		switch (ev) {
@@ -1758,7 +1837,7 @@ int io_upstream_retarget(struct io *io, const char *upstream,
 					&rehomed);
 
 	if (rehomed)
-		dg_info(LOG_IO, "[%s] %zu client(s) re-homed to the discovered server",
+		dg_info(LOG_IO, "upstream=%s %zu client(s) re-homed to the discovered server",
 			upstream, rehomed);
 	run_actions(io);
 	kick_if_needed(io);

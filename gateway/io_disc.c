@@ -124,7 +124,7 @@ static void publish(struct disc_up *e)
 			   transport_for(u, c->transport == DISC_SIGNAL_TCP), c->ref_id);
 	}
 	if (io_upstream_retarget(e->owner->io, e->name, t, n))
-		dg_warn(LOG_DISC, "[%s] the core refused the candidate list", e->name);
+		dg_warn(LOG_DISC, "upstream=%s the core refused the candidate list", e->name);
 }
 
 static void on_dns(struct io_dns_disc *h, const struct disc_result *r, void *arg)
@@ -136,14 +136,14 @@ static void on_dns(struct io_dns_disc *h, const struct disc_result *r, void *arg
 	if (r->status == 0) {
 		e->ndns = r->n;
 		memcpy(e->dns_c, r->c, r->n * sizeof(r->c[0]));
-		dg_info(LOG_DISC, "[%s] DNS: %zu candidate(s) (run %u)", e->name, r->n, r->run);
+		dg_info(LOG_DISC, "upstream=%s DNS: %zu candidate(s) (run %u)", e->name, r->n, r->run);
 	} else if (r->status == DG_ENOENT) {
 		e->ndns = 0;
-		dg_warn(LOG_DISC, "[%s] DNS: no DOTS server under %s (run %u)", e->name,
+		dg_warn(LOG_DISC, "upstream=%s DNS: no DOTS server under %s (run %u)", e->name,
 			e->u->discovery.domain, r->run);
 	} else {
 		/* Transient: keep what the last good run found. */
-		dg_warn(LOG_DISC, "[%s] DNS: run %u failed; keeping %zu earlier candidate(s)",
+		dg_warn(LOG_DISC, "upstream=%s DNS: run %u failed; keeping %zu earlier candidate(s)",
 			e->name, r->run, e->ndns);
 	}
 	publish(e);
@@ -158,7 +158,7 @@ static void on_dhcp(const struct dhcp_dots_cand *list, size_t n, void *arg)
 		n = CORE_TARGETS_MAX;
 	e->ndhcp = n;
 	memcpy(e->dhcp_c, list, n * sizeof(list[0]));
-	dg_info(LOG_DISC, "[%s] DHCP: %zu candidate(s)", e->name, n);
+	dg_info(LOG_DISC, "upstream=%s DHCP: %zu candidate(s)", e->name, n);
 	publish(e);
 }
 
@@ -205,11 +205,11 @@ static int up_start(struct io_disc *dd, const struct gw_upstream *u, struct disc
 		rc = io_dhcp_start(dd->loop, &o, &e->dhcp);
 	}
 	if (rc) {
-		dg_err(LOG_DISC, "[%s] cannot start discovery: %s", u->name, dg_strerror(rc));
+		dg_err(LOG_DISC, "upstream=%s cannot start discovery: %s", u->name, dg_strerror(rc));
 		up_stop(e);
 		return rc;
 	}
-	dg_info(LOG_DISC, "[%s] discovery started:%s%s%s%s", u->name,
+	dg_info(LOG_DISC, "upstream=%s discovery started:%s%s%s%s", u->name,
 		u->address ? " explicit address first," : "", d->dhcp ? " DHCP" : "",
 		d->dns ? " DNS " : "", d->dns ? d->domain : "");
 	*out = e;
@@ -290,14 +290,14 @@ size_t io_disc_rediscover(struct io_disc *d)
 	for (size_t i = 0; d && i < d->nups; i++) {
 		struct disc_up *e = d->ups[i];
 
-		dg_info(LOG_DISC, "[%s] discovery requested", e->name);
+		dg_info(LOG_DISC, "upstream=%s discovery requested", e->name);
 		if (e->dhcp)
 			io_dhcp_rescan(e->dhcp);
 		if (e->dns_h) {
 			io_dns_cancel(e->dns_h);
 			e->dns_h = NULL;
 			if (dns_begin(e))
-				dg_err(LOG_DISC, "[%s] cannot restart DNS discovery", e->name);
+				dg_err(LOG_DISC, "upstream=%s cannot restart DNS discovery", e->name);
 		}
 	}
 	return d ? d->nups : 0;

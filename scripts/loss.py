@@ -7,7 +7,7 @@ mitigation requests through dotsgw, one per client session, WAVE sessions
 at a time, and measures the fraction whose 2.01 (or 2.04) and whose
 status 2 reach the client within WINDOW seconds, with their latency
 distributions. The machinery, the gateway configuration and the caveats
-are those of test/integration/loss_scenarios.py (read its docstring).
+are those of test/integration/test_loss.py (read its docstring).
 
 Prints one summary per rate and the causes of the failures (from dotsgw's
 debug log), and writes everything to bench/results/loss-<UTC date>.json
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'test' / 'integration'))
 
 import harness  # noqa: E402
-import loss_scenarios as test_loss  # noqa: E402
+import test_loss  # noqa: E402
 
 TARGETS = {30: 1.0, 50: 0.99}
 
@@ -113,8 +113,8 @@ def main():
         'gateway_config': test_loss.GATEWAY_CFG,
         'upstream_config': test_loss.UPSTREAM_CFG,
         'server_args': list(test_loss.SERVER_ARGS),
-        'client': {'requests': 'CON (dots-test-client does not repeat NON '
-                               'requests)',
+        'client': {'requests': 'NON, repeated until answered',
+                   'args': list(test_loss.CLIENT_ARGS),
                    'step_timeout_ms': test_loss.STEP_TIMEOUT_MS},
         'targets': {f'{k}%': v for k, v in TARGETS.items()},
         'runs': [],

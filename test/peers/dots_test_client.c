@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "cbor.h"
 #include "peer_common.h"
@@ -22,6 +23,11 @@
 #define CLI_MAX_STEPS 10000
 #define CLI_MAX_SLEEP_MS 3600000 /* one hour: anything longer is a typo */
 #define CLI_POLL_MS 100          /* longest single wait in the loop */
+/* NON repetition (RFC 9132 §4.4.1): one per 3 s without an RTT estimate;
+ * with one, one per RTO, never below RFC 6298's 1 s minimum RTO. */
+#define CLI_NON_NO_RTT_MS 3000
+#define CLI_NON_MIN_MS 1000
+#define CLI_REPEAT_AUTO UINT32_MAX
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -48,6 +54,8 @@ struct cli_step {
 	bool failed;             /* NACK or session down */
 	const char *fail_reason;
 	bool observing;          /* 2.xx with Observe: notifications follow */
+	uint32_t tries;          /* transmissions of the request */
+	uint64_t first_sent_ms, next_repeat_ms;
 	uint32_t notifications;
 	bool until_met;
 	coap_pdu_type_t type;
@@ -76,6 +84,9 @@ struct cli_opts {
 	uint32_t timeout_ms;
 	int coap_log_level;
 	bool follow_redirect;
+	uint32_t repeat_ms;      /* NON repetition: 0 off, CLI_REPEAT_AUTO */
+	uint32_t ack_timeout_ms; /* CON (RFC 7252 §4.8); 0: libcoap's */
+	int max_retransmit;      /* -1: libcoap's */
 };
 
 struct cli {
@@ -92,6 +103,9 @@ struct cli {
 	 * the loop (not from inside libcoap's handler). */
 	bool redirect_pending;
 	char redirect_to[64];
+	/* RTT estimate (RFC 6298 §2), in ms, from unambiguous samples. */
+	bool has_rtt;
+	double srtt, rttvar;
 };
 
 /* libcoap 4.3.1 handlers carry no user pointer. */
@@ -99,13 +113,24 @@ static struct cli *cli_g;
 
 /* ---- output -------------------------------------------------------------- */
 
+/* Every event carries when it happened: CLOCK_MONOTONIC (comparable with
+ * the test's own monotonic clock) and wall-clock time, in ms. */
 static json_t *cli_event(const char *name)
 {
 	json_t *ev = json_object();
+	struct timespec ts;
 
 	if (ev && json_object_set_new(ev, "event", json_string(name))) {
 		json_decref(ev);
 		return NULL;
+	}
+	if (ev) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		json_object_set_new(ev, "mono_ms", json_real(
+			(double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6));
+		clock_gettime(CLOCK_REALTIME, &ts);
+		json_object_set_new(ev, "wall_ms", json_real(
+			(double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6));
 	}
 	return ev;
 }
@@ -227,12 +252,54 @@ static struct cli_step *cli_step_by_token(struct cli *c,
 	return NULL;
 }
 
+/* An RTT sample (RFC 6298 §2: alpha 1/8, beta 1/4). Karn's rule: only
+ * from a request sent once; a CON that libcoap may have retransmitted
+ * (answered after its first ACK timeout) gives none either. */
+static void cli_rtt_sample(struct cli *c, const struct cli_step *s)
+{
+	uint64_t now = peer_now_ms();
+	uint32_t ack_ms = c->o.ack_timeout_ms ? c->o.ack_timeout_ms : 2000;
+	double r;
+
+	if (s->tries != 1 || now < s->first_sent_ms)
+		return;
+	r = (double)(now - s->first_sent_ms);
+	if (s->type == COAP_MESSAGE_CON && r >= ack_ms)
+		return;
+	if (!c->has_rtt) {
+		c->srtt = r;
+		c->rttvar = r / 2;
+		c->has_rtt = true;
+		return;
+	}
+	c->rttvar = 0.75 * c->rttvar + 0.25 * (c->srtt > r ? c->srtt - r :
+						r - c->srtt);
+	c->srtt = 0.875 * c->srtt + 0.125 * r;
+}
+
+/* When to repeat an unanswered NON request (RFC 9132 §4.4.1). */
+static uint32_t cli_repeat_interval(const struct cli *c)
+{
+	double rto;
+
+	if (c->o.repeat_ms != CLI_REPEAT_AUTO)
+		return c->o.repeat_ms;
+	if (!c->has_rtt)
+		return CLI_NON_NO_RTT_MS;
+	rto = c->srtt + (4 * c->rttvar > CLI_POLL_MS ? 4 * c->rttvar :
+			 CLI_POLL_MS);
+	return rto < CLI_NON_MIN_MS ? CLI_NON_MIN_MS : (uint32_t)rto;
+}
+
 /* The response to step idx. */
 static void cli_deliver_response(struct cli *c, size_t idx,
 				 const struct cli_msg *m)
 {
 	struct cli_step *s = &c->steps[idx];
 	json_t *body;
+
+	if (s->awaiting)
+		cli_rtt_sample(c, s);
 
 	/* After a timeout event, a response is reported as late. */
 	body = cli_emit_message("response", idx, !s->awaiting, m);
@@ -418,6 +485,22 @@ static coap_response_t cli_on_response(coap_session_t *session,
 		notif = true;
 	} else {
 		notif = s->responded;
+	}
+	/* A repeated request gets an answer per copy that arrives (and the
+	 * network may duplicate one): the first counted, the rest noted. */
+	if (notif && !s->observing && !has_obs && c->o.repeat_ms) {
+		ev = cli_event("duplicate");
+		if (ev) {
+			char cs[8];
+
+			json_object_set_new(ev, "step",
+					    json_integer((json_int_t)idx));
+			json_object_set_new(ev, "code", json_string(
+				peer_code_str(coap_pdu_get_code(received),
+					      cs)));
+		}
+		peer_emit(ev);
+		return COAP_RESPONSE_OK;
 	}
 	if (notif && !s->observing) {
 		cli_msg_from_pdu(received, &m);
@@ -763,9 +846,11 @@ static int cli_payload(struct cli_step *s, size_t i, uint8_t **buf,
 	return 0;
 }
 
-/* Builds and sends the request of step i. Returns 0, or -1 for a script
- * problem (the run stops). A send failure marks the step failed. */
-static int cli_send(struct cli *c, size_t i)
+/* Builds and sends the request of step i; `repeat` sends it again, same
+ * token and content with a fresh Message ID (RFC 9132 §4.4.1, RFC 7252
+ * §4.5). Returns 0, or -1 for a script problem (the run stops). A send
+ * failure marks the step failed. */
+static int cli_send(struct cli *c, size_t i, bool repeat)
 {
 	struct cli_step *s = &c->steps[i];
 	json_t *d = s->def, *v;
@@ -792,7 +877,9 @@ static int cli_send(struct cli *c, size_t i)
 	cf = v ? json_integer_value(v) : plen ? DG_CONTENT_FORMAT_DOTS_CBOR :
 						  -1;
 
-	if (s->cancel_observe) {
+	if (repeat) {
+		/* the same token */
+	} else if (s->cancel_observe) {
 		memcpy(s->token, c->steps[s->observe_step].token,
 		       c->steps[s->observe_step].token_len);
 		s->token_len = c->steps[s->observe_step].token_len;
@@ -828,6 +915,28 @@ static int cli_send(struct cli *c, size_t i)
 	s->sent = true;
 	s->awaiting = true;
 	s->type = type;
+	s->tries++;
+	if (!repeat)
+		s->first_sent_ms = peer_now_ms();
+	/* NON on an unreliable transport: repeated until answered. */
+	if (c->o.repeat_ms && type == COAP_MESSAGE_NON &&
+	    !COAP_PROTO_RELIABLE(c->o.proto)) {
+		json_t *ev = cli_event("sent");
+
+		s->next_repeat_ms = peer_now_ms() + cli_repeat_interval(c);
+		if (ev) {
+			json_object_set_new(ev, "step",
+					    json_integer((json_int_t)i));
+			json_object_set_new(ev, "try",
+					    json_integer(s->tries));
+			json_object_set_new(ev, "next_ms", json_integer(
+				(json_int_t)(s->next_repeat_ms -
+					     peer_now_ms())));
+		}
+		peer_emit(ev);
+	} else {
+		s->next_repeat_ms = 0;
+	}
 	if (coap_send(c->session, pdu) == COAP_INVALID_MID) {
 		s->failed = true;
 		s->fail_reason = "send failed";
@@ -892,12 +1001,13 @@ static bool cli_done(const struct cli *c, const struct cli_step *s,
 
 static void cli_follow_redirect(struct cli *c);
 
-/* Processes I/O until the condition holds or `ms` passed. Returns true
- * when the condition held. */
-static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
+/* Processes I/O until the condition holds or `ms` passed, repeating an
+ * unanswered NON request of s on its schedule. Returns true when the
+ * condition held. */
+static bool cli_run(struct cli *c, struct cli_step *s, enum cli_wait w,
 		    uint32_t ms)
 {
-	uint64_t deadline = peer_now_ms() + ms, now;
+	uint64_t deadline = peer_now_ms() + ms, now, wake;
 
 	for (;;) {
 		if (peer_stop)
@@ -909,11 +1019,18 @@ static bool cli_run(struct cli *c, const struct cli_step *s, enum cli_wait w,
 		now = peer_now_ms();
 		if (now >= deadline)
 			return false;
+		if (s && w == WAIT_RESPONSE && s->next_repeat_ms &&
+		    now >= s->next_repeat_ms && !c->session_down &&
+		    cli_send(c, (size_t)(s - c->steps), true))
+			return false;
 		coap_io_process(c->ctx, COAP_IO_NO_WAIT);
 		if (s && cli_done(c, s, w))
 			return true;
-		peer_wait(c->ctx, deadline - now < CLI_POLL_MS ?
-			  (uint32_t)(deadline - now) : CLI_POLL_MS, NULL);
+		wake = deadline - now < CLI_POLL_MS ? deadline : now + CLI_POLL_MS;
+		if (s && w == WAIT_RESPONSE && s->next_repeat_ms &&
+		    s->next_repeat_ms < wake)
+			wake = s->next_repeat_ms > now ? s->next_repeat_ms : now;
+		peer_wait(c->ctx, (uint32_t)(wake - now), NULL);
 		coap_io_process(c->ctx, COAP_IO_NO_WAIT);
 	}
 }
@@ -966,11 +1083,12 @@ static int cli_run_steps(struct cli *c)
 			cli_emit_timeout(i, "session down");
 			continue;
 		}
-		if (cli_send(c, i))
+		if (cli_send(c, i, false))
 			return -1;
 		cli_run(c, s, WAIT_RESPONSE, c->o.timeout_ms);
 		if (peer_stop)
 			break;
+		s->next_repeat_ms = 0;
 		if (!s->responded) {
 			s->awaiting = false;
 			cli_emit_timeout(i, s->failed ? s->fail_reason :
@@ -1076,7 +1194,9 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: dots-test-client --connect HOST:PORT --transport dtls|tls|udp|tcp\n"
 "         [--psk-id ID --psk-key KEY | --cert F --key F --ca F]\n"
-"         --script FILE [--timeout-ms 5000] [--debug LEVEL] [--follow-redirect]\n"
+"         --script FILE [--timeout-ms 5000] [--debug LEVEL]\n"
+"         [--repeat-non off|auto|MS] [--ack-timeout-ms MS]\n"
+"         [--max-retransmit N] [--follow-redirect]\n"
 "\n"
 "Runs the JSON array of steps in FILE on one session. A step is\n"
 "{\"sleep_ms\":N} or {\"method\",\"path\",\"body\",\"body_hex\",\n"
@@ -1084,7 +1204,13 @@ static void usage(FILE *f)
 "\"wait_notifications\",\"wait_ms\",\"until\",\"cancel_observe\"}, or\n"
 "{\"wait_stdin\":MS}: wait for a line on stdin, keeping the session up.\n"
 "Prints response, notification, hb-received and timeout events (steps\n"
-"counted from 0). Exit: 0 done, 3 a step timed out, 2 usage, 1 setup,\n"
+"counted from 0), each with mono_ms and wall_ms. --repeat-non repeats\n"
+"an unanswered NON request (same token, new Message ID) until answered\n"
+"or the step times out (RFC 9132 §4.4.1): every MS, or auto (3 s, then\n"
+"the RTO of the RTT estimate, at least 1 s); it prints a sent event per\n"
+"transmission and a duplicate event per extra answer. Default off.\n"
+"--ack-timeout-ms and --max-retransmit set the CON parameters (RFC 7252\n"
+"§4.8). Exit: 0 done, 3 a step timed out, 2 usage, 1 setup,\n"
 "4 interrupted.\n");
 }
 
@@ -1116,6 +1242,9 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 'T' },
 		{ "debug", required_argument, NULL, 'd' },
 		{ "follow-redirect", no_argument, NULL, 'R' },
+		{ "repeat-non", required_argument, NULL, 'r' },
+		{ "ack-timeout-ms", required_argument, NULL, 'A' },
+		{ "max-retransmit", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1125,6 +1254,7 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 
 	o->timeout_ms = 5000;
 	o->coap_log_level = LOG_WARNING;
+	o->max_retransmit = -1;
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': connect = optarg; break;
@@ -1145,6 +1275,26 @@ static int cli_parse_args(struct cli_opts *o, int argc, char **argv)
 			if (cli_parse_u32(optarg, LOG_DEBUG, &lvl))
 				goto bad;
 			o->coap_log_level = (int)lvl;
+			break;
+		case 'r':
+			if (strcmp(optarg, "off") == 0)
+				o->repeat_ms = 0;
+			else if (strcmp(optarg, "auto") == 0)
+				o->repeat_ms = CLI_REPEAT_AUTO;
+			else if (cli_parse_u32(optarg, CLI_MAX_SLEEP_MS,
+					       &o->repeat_ms) || !o->repeat_ms)
+				goto bad;
+			break;
+		case 'A':
+			/* libcoap takes at least 1 s (coap_session.c). */
+			if (cli_parse_u32(optarg, 600000, &o->ack_timeout_ms) ||
+			    o->ack_timeout_ms < 1000)
+				goto bad;
+			break;
+		case 'M':
+			if (cli_parse_u32(optarg, 20, &lvl))
+				goto bad;
+			o->max_retransmit = (int)lvl;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1204,6 +1354,13 @@ int main(int argc, char **argv)
 		peer_log("cannot create the session");
 		goto out;
 	}
+	/* Before the first exchange: the (D)TLS handshake uses them too. */
+	if (c.o.ack_timeout_ms)
+		coap_session_set_ack_timeout(c.session, (coap_fixed_point_t){
+			c.o.ack_timeout_ms / 1000, c.o.ack_timeout_ms % 1000 });
+	if (c.o.max_retransmit >= 0)
+		coap_session_set_max_retransmit(c.session,
+						(uint16_t)c.o.max_retransmit);
 	if (cli_run_steps(&c)) {
 		rc = 2;
 		goto out;

@@ -173,6 +173,7 @@ struct dn_req_opts {
 	bool if_match;
 	int hop_limit; /* -1 none */
 	int content_format; /* 0 means 271 when a body is given */
+	uint32_t token; /* 0: one of its own */
 };
 
 static uint64_t req_counter;
@@ -210,7 +211,10 @@ static uint64_t dn_request(struct fix *f, uint64_t sid, enum core_method m,
 		r.hop_limit = (uint32_t)o->hop_limit;
 	}
 	r.token_len = 4;
-	memcpy(r.token, &r.req_id, 4);
+	if (o && o->token)
+		memcpy(r.token, &o->token, 4);
+	else
+		memcpy(r.token, &r.req_id, 4);
 	r.body = body;
 	r.body_len = blen;
 	if (blen) {
@@ -221,7 +225,7 @@ static uint64_t dn_request(struct fix *f, uint64_t sid, enum core_method m,
 	return r.req_id;
 }
 
-static const struct dn_req_opts NO_OPTS = { NULL, -1, false, -1, 0 };
+static const struct dn_req_opts NO_OPTS = { NULL, -1, false, -1, 0, 0 };
 
 static void up_answer(struct fix *f, const struct core_action *sent, int code,
 		      const char *json_body, int observe, uint64_t up_id)
@@ -672,7 +676,8 @@ static void test_request_timeout_gives_504(void **state)
 	size_t len;
 
 	bring_up(f, 1, 0);
-	/* Shorter than the heartbeat loss (3 x 2 s), which would answer 5.03. */
+	/* Longer than the heartbeat loss (3 x 2 s): the request outlives
+	 * its session and still ends at its own deadline. */
 	f->cfg.request_timeout = 7;
 	uint8_t *body = encode_json(REQ_BODY, &len);
 	uint64_t rid = dn_request(f, 1, CORE_PUT, "/.well-known/dots/mitigate/cuid=abc/mid=1",
@@ -684,7 +689,7 @@ static void test_request_timeout_gives_504(void **state)
 	core_on_expiry(f->core, f->now, &f->out);
 	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/"), 1);
 	clear(f);
-	/* Steadily every 3 s, not backing off. */
+	/* Steadily, not backing off. */
 	f->now += 3000;
 	core_on_expiry(f->core, f->now, &f->out);
 	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mitigate/"), 1);
@@ -1661,6 +1666,278 @@ static void test_list_while_waiting_opens_at_once(void **state)
 	assert_int_equal(f->out.n, 0);
 }
 
+/* Sends PUT mid with token tok; returns the request id. */
+static uint64_t put_tok(struct fix *f, uint32_t mid, uint32_t tok)
+{
+	char path[96];
+	size_t len;
+	uint8_t *body = encode_json(REQ_BODY, &len);
+	struct dn_req_opts o = NO_OPTS;
+
+	o.token = tok;
+	snprintf(path, sizeof(path), "/.well-known/dots/mitigate/cuid=abc/mid=%u", mid);
+	uint64_t rid = dn_request(f, 1, CORE_PUT, path, body, len, &o);
+	free(body);
+	return rid;
+}
+
+/* Lets `s` seconds pass with both sessions alive: the client and the
+ * upstream exchange heartbeats every second. Returns the notifications
+ * sent to clients meanwhile. */
+static size_t keep_alive(struct fix *f, int s, uint64_t up)
+{
+	size_t n = 0;
+	size_t len;
+	uint8_t *hb = encode_json("{\"ietf-dots-signal-channel:heartbeat\":{\"peer-hb-status\":true}}",
+				  &len);
+
+	for (int i = 0; i < s; i++) {
+		f->now += 1000;
+		dn_request(f, 1, CORE_PUT, "/.well-known/dots/hb", hb, len, &NO_OPTS);
+		core_on_expiry(f->core, f->now, &f->out);
+		for (size_t k = 0; k < f->out.n; k++)
+			n += f->out.v[k].type == CORE_ACT_DN_SEND &&
+			     f->out.v[k].msg.has_observe;
+		struct core_action *a = find_act(f, CORE_ACT_UP_SEND, "/hb");
+		struct core_action copy;
+		if (a) {
+			copy = *a;
+			copy.msg.path = NULL;
+			copy.msg.payload = NULL;
+		}
+		clear(f);
+		if (a)
+			up_answer(f, &copy, 204, NULL, -1, up);
+		clear(f);
+	}
+	free(hb);
+	return n;
+}
+
+/* Advances time by ms in 100 ms steps; returns the upstream sends of
+ * path seen meanwhile. */
+static size_t run_for(struct fix *f, dg_time_ms ms, const char *path)
+{
+	size_t n = 0;
+
+	for (dg_time_ms t = 0; t < ms; t += 100) {
+		f->now += 100;
+		core_on_expiry(f->core, f->now, &f->out);
+		n += count_act(f, CORE_ACT_UP_SEND, path);
+		clear(f);
+	}
+	return n;
+}
+
+static void test_non_repetition_paced_by_rtt_estimate(void **state)
+{
+	struct fix *f = *state;
+	struct core_dn_info info = { CORE_TR_DTLS, &f->cl[0], "", "127.0.0.1" };
+
+	core_on_dn_session(f->core, 1, &info, f->now, &f->out);
+	uint64_t up = find_act(f, CORE_ACT_UP_OPEN, NULL)->up_id;
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	/* Answered after ACK_TIMEOUT: the CON may have been sent twice, so
+	 * no RTT sample (Karn). */
+	f->now += 2500;
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	clear(f);
+	/* Without an estimate: one repetition per 3 s (RFC 9132 §4.4.1). */
+	put_tok(f, 1, 0);
+	struct core_action p1 = *find_act(f, CORE_ACT_UP_SEND, "/mid=1");
+	p1.msg.path = NULL;
+	p1.msg.payload = NULL;
+	clear(f);
+	assert_int_equal(run_for(f, 2900, "/mid=1"), 0);
+	assert_int_equal(run_for(f, 200, "/mid=1"), 1);
+	/* An answer after a repetition is ambiguous: no sample either. */
+	f->now += 40;
+	up_answer(f, &p1, 201, NULL, -1, up);
+	clear(f);
+	put_tok(f, 2, 0);
+	struct core_action p2 = *find_act(f, CORE_ACT_UP_SEND, "/mid=2");
+	p2.msg.path = NULL;
+	p2.msg.payload = NULL;
+	clear(f);
+	assert_int_equal(run_for(f, 2900, "/mid=2"), 0);
+	/* Answered 200 ms after its only transmission... */
+	f->now += 200;
+	put_tok(f, 3, 0);
+	struct core_action p3 = *find_act(f, CORE_ACT_UP_SEND, "/mid=3");
+	p3.msg.path = NULL;
+	p3.msg.payload = NULL;
+	clear(f);
+	f->now += 200;
+	up_answer(f, &p3, 201, NULL, -1, up);
+	clear(f);
+	/* ...gives RTO = 200 + 4 x 100 ms, below the 1 s floor: the next
+	 * request is repeated every second (RFC 6298 §2.4). */
+	put_tok(f, 4, 0);
+	clear(f);
+	assert_int_equal(run_for(f, 900, "/mid=4"), 0);
+	assert_int_equal(run_for(f, 200, "/mid=4"), 1);
+	assert_int_equal(run_for(f, 1000, "/mid=4"), 1);
+	/* mid=2, sent at 3 s and repeated since, answered late: had that
+	 * counted as a 3.6 s sample, mid=4 would wait far longer. */
+	up_answer(f, &p2, 201, NULL, -1, up);
+	clear(f);
+	assert_int_equal(run_for(f, 1000, "/mid=4"), 1);
+}
+
+static void test_repeated_put_answered_once_as_created(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	const char *ok = "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":7,\"lifetime\":1800}]}}";
+
+	uint64_t rid = put_tok(f, 7, 0xab);
+	struct core_action put = *find_act(f, CORE_ACT_UP_SEND, "/mid=7");
+	put.msg.path = NULL;
+	put.msg.payload = NULL;
+	clear(f);
+	/* Repeated upstream; the 2.01 to the first copy is lost and the
+	 * upstream answers the repetition with 2.04. */
+	assert_int_equal(run_for(f, 1100, "/mid=7"), 1);
+	up_answer(f, &put, 204, ok, -1, up);
+	struct core_action *r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 201);
+	clear(f);
+	/* The client missed that answer and repeats its request, same
+	 * token: answered again from the gateway's state, not relayed. */
+	f->now += 2000;
+	rid = put_tok(f, 7, 0xab);
+	r = reply_for(f, rid);
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 201);
+	json_t *b = payload_json(&r->msg);
+	json_t *e = json_array_get(json_object_get(json_object_get(b,
+		"ietf-dots-signal-channel:mitigation-scope"), "scope"), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "mid")), 7);
+	json_decref(b);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=7"), 0);
+	clear(f);
+	/* A refresh is a new request (new token): relayed, and its 2.04,
+	 * answering a single transmission, relayed as is. */
+	rid = put_tok(f, 7, 0xcd);
+	assert_null(reply_for(f, rid));
+	struct core_action *re = find_act(f, CORE_ACT_UP_SEND, "/mid=7");
+	assert_non_null(re);
+	put = *re;
+	put.msg.path = NULL;
+	put.msg.payload = NULL;
+	clear(f);
+	up_answer(f, &put, 204, ok, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+	clear(f);
+	/* The same token long after NON_LIFETIME is a new request too. */
+	keep_alive(f, 146, up);
+	rid = put_tok(f, 7, 0xab);
+	assert_null(reply_for(f, rid));
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=7"), 1);
+	clear(f);
+	/* A new mid answered 2.04 to its only transmission: the upstream
+	 * had it already, so the client hears 2.04. */
+	rid = put_tok(f, 8, 0xef);
+	put = *find_act(f, CORE_ACT_UP_SEND, "/mid=8");
+	put.msg.path = NULL;
+	put.msg.payload = NULL;
+	clear(f);
+	up_answer(f, &put, 204, NULL, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 204);
+}
+
+static void test_status_change_repeated_to_observers(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+	struct core_action obs = install(f, 1, up, "abc", 3);
+	struct dn_req_opts o = NO_OPTS;
+	const char *st2 = "{\"ietf-dots-signal-channel:mitigation-scope\":{\"scope\":[{\"mid\":3,"
+		"\"lifetime\":1700,\"status\":\"attack-successfully-mitigated\"}]}}";
+
+	o.observe = 0;
+	dn_request(f, 1, CORE_GET, "/.well-known/dots/mitigate/cuid=abc/mid=3",
+		   NULL, 0, &o);
+	clear(f);
+	up_answer(f, &obs, 205, st2, 2, up);
+	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 1);
+	clear(f);
+	/* The change is repeated every 3 s, NOTIFY_REPEATS (9) times... */
+	assert_int_equal(keep_alive(f, 28, up), 9);
+	/* ...and then left to the upstream's own notifications. */
+	assert_int_equal(keep_alive(f, 10, up), 0);
+	up_answer(f, &obs, 205, st2, 3, up);
+	assert_int_equal(count_act(f, CORE_ACT_DN_SEND, NULL), 1);
+	clear(f);
+	/* The same status again is no change: relayed, not repeated. */
+	assert_int_equal(keep_alive(f, 10, up), 0);
+}
+
+static void test_pending_request_survives_reconnect(void **state)
+{
+	struct fix *f = *state;
+	uint64_t up = bring_up(f, 1, 0);
+
+	f->cfg.request_timeout = 20;
+	uint64_t rid = put_tok(f, 5, 0);
+	assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=5"), 1);
+	clear(f);
+	/* The session fails (a lost handshake, an ICMP error...): the
+	 * client's request waits for the next one instead of a 5.03. */
+	core_on_up_event(f->core, up, CORE_UP_CLOSED, f->now, &f->out);
+	assert_non_null(find_act(f, CORE_ACT_UP_CLOSE, NULL));
+	assert_null(reply_for(f, rid));
+	clear(f);
+	struct core_action *open = NULL;
+	for (int i = 0; i < 30 && !open; i++) {
+		f->now += 100;
+		core_on_expiry(f->core, f->now, &f->out);
+		assert_null(reply_for(f, rid));
+		assert_int_equal(count_act(f, CORE_ACT_UP_SEND, "/mid=5"), 0);
+		open = find_act(f, CORE_ACT_UP_OPEN, NULL);
+		if (!open)
+			clear(f);
+	}
+	assert_non_null(open);
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CONNECTED, f->now, &f->out);
+	struct core_action cfg = *find_act(f, CORE_ACT_UP_SEND, "/config/");
+	clear(f);
+	up_answer(f, &cfg, 201, NULL, -1, up);
+	struct core_action *again = find_act(f, CORE_ACT_UP_SEND, "/mid=5");
+	assert_non_null(again);
+	struct core_action copy = *again;
+	copy.msg.path = NULL;
+	copy.msg.payload = NULL;
+	clear(f);
+	up_answer(f, &copy, 201, NULL, -1, up);
+	assert_int_equal(reply_for(f, rid)->msg.code, 201);
+	clear(f);
+	/* Down again with a request that cannot wait any longer: answered
+	 * at its deadline, 20 s after it came. */
+	rid = put_tok(f, 6, 0);
+	clear(f);
+	core_on_up_event(f->core, up, CORE_UP_CLOSED, f->now, &f->out);
+	assert_null(reply_for(f, rid));
+	clear(f);
+	dg_time_ms t0 = f->now;
+	struct core_action *r = NULL;
+	for (int i = 0; i < 300 && !r; i++) {
+		f->now += 100;
+		core_on_expiry(f->core, f->now, &f->out);
+		r = reply_for(f, rid);
+		if (!r)
+			clear(f);
+	}
+	assert_non_null(r);
+	assert_int_equal(r->msg.code, 504);
+	assert_true(f->now - t0 >= 19900);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1700,6 +1977,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_own_request_refusals_change_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_redirects_observers_and_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overlap_replaces_only_overlapping_lower_mids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_non_repetition_paced_by_rtt_estimate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_repeated_put_answered_once_as_created, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_change_repeated_to_observers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_request_survives_reconnect, setup, teardown),
 	};
 	(void)fx;
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,22 +1,18 @@
-"""Loss scenarios (issue 4): NOT collected by run.py yet (the file name does
-not start with test_), because the targets are not met: through the lossy
-relay, 10/10 at 30% loss passes about half the time and 10/10 at 50% never,
-mostly because dots-test-client does not repeat NON requests and libcoap
-4.3.1 caps CON retries (see the closing note of 2026-11-22). scripts/loss
-runs these scenarios at full scale. Rename back to test_loss.py once the
-test client repeats NON requests and the gateway meets the targets.
-
-Loss and fault tests (issue 4, part 2): mitigation requests through
+"""Loss and fault tests (issue 4, part 2): mitigation requests through
 dotsgw while the client-gateway and the gateway-upstream links, DTLS over
 UDP on both, lose, duplicate and reorder datagrams.
 
 Each link loses a fraction P of the datagrams in EACH direction (30 %,
 then 50 %), duplicates 5 % and holds back 10 % for 15-45 ms so that later
 ones overtake them. Per mitigation request we measure whether its 2.01
-(or 2.04, see below) reaches the client, and whether status 2
+(a 2.04 is counted apart) reaches the client, and whether status 2
 (attack-successfully-mitigated) does, each within WINDOW_S = 30 s of the
-client sending the PUT. Targets: all of them at 30 %, at least 99 % at
-50 % (at this small scale, 10 requests: all of them too).
+client's first transmission of the PUT. Targets: all of them at 30 %, at
+least 99 % at 50 %. scripts/loss measures them at full scale (200
+requests per rate; run_loss() here); these tests run 10 requests per
+rate: all of them must pass at 30 %, and at 50 % at least 9 of 10 (ten
+requests cannot resolve 1 %: at the ~1 % failure rate measured at full
+scale, 10/10 would fail about one run in ten, 9/10 one in 200).
 
 Two mechanisms impair the links; exactly one of each pair of tests runs:
 
@@ -28,37 +24,39 @@ Two mechanisms impair the links; exactly one of each pair of tests runs:
   both directions alike. Used when netem is unavailable; the netem test
   then SKIPs saying why, and the relay test SKIPs when netem is there.
   DOTSGW_LOSS_MECHANISM=relay|netem forces one.
+Under valgrind (scripts/valgrind) both SKIP: dotsgw is then tens of
+times slower and the measurement would be of valgrind.
 
 The scenario is a DOTS deployment under attack: sessions were set up in
 peacetime, then the links degrade. So every DTLS session (dotsgw's
 upstream one, opened by a "holder" client as map mode opens one per
 configured client, and each measuring client's) is established over
-clean links, and only then are the links impaired. Fresh handshakes
-under loss mostly fail: libcoap 4.3.1 (GnuTLS) abandons a DTLS handshake
-after max_retransmit (4) retransmission timeouts in total
-(coap_gnutls.c, coap_dtls_handle_timeout: dtls_timeout_count is never
-reset), which at 30 % loss in each direction kills most handshakes and
-at 50 % nearly all.
+clean links, and only then are the links impaired. (dotsgw lets a
+handshake run to GnuTLS's own 60 s limit and keeps a client's request
+across a failed upstream session until its deadline; fresh handshakes
+under loss are not measured here.)
 
 What each client does (dots-test-client runs one script on one session):
-GET /config (answered by dotsgw itself; proves the session up), a pause
-while the links are impaired, one PUT, then a GET with Observe on that
-mid. dots-test-client sends each request once and does not repeat NON
-requests as RFC 9132 §4.4.1 wants clients to, so these requests are CON:
-libcoap then retransmits them (ACK_TIMEOUT 2 s, 4 retransmissions, about
-4 tries within 30 s). One request per session, because libcoap 4.3.1's
-client drops a repeated CON response without ACKing it (net.c
-handle_response, last_con_mid): when its ACK of dotsgw's CON 2.01 is
-lost, dotsgw retransmits that response until it gives up and, NSTART
-being 1, holds every later CON response on the session behind it.
-An upstream that receives a repeated NON PUT answers the repetition with
-2.04 (the mid exists by then); dotsgw relays whichever answer arrives
-first, so 2.04 counts as accepted too and is reported apart.
+GET /config (CON, answered by dotsgw itself: proves the session up and
+gives the client an RTT sample), a pause while the links are impaired,
+one NON PUT, then a NON GET with Observe on that mid. The client repeats
+an unanswered NON request, same token, fresh Message ID (RFC 9132
+§4.4.1): once per RTO of its RTT estimate, at least 1 s apart (RFC 6298
+§2.4; 3 s without an estimate). dotsgw does the same towards the
+upstream (its estimate comes from answers to requests sent once), answers
+a client's repetition of a request it already answered from its state
+(the answer was lost, the request is not a refresh), relays the
+upstream's 2.04 to a repetition of a new PUT as the 2.01 the client is
+owed, and repeats each status change to observers every 3 s, nine times.
+One request per client session, as many sessions as requests.
 
 The gateway runs with the values an operator would choose under attack
 (GATEWAY_CFG, UPSTREAM_CFG below). Each failed request is explained from
-dotsgw's debug log: which hop lost it. scripts/loss runs the same
-measurement at full scale (run_loss()).
+dotsgw's debug log: which hop lost it.
+
+Measured (scripts/loss --requests 200, relay, 2 shared cores, see the
+README): 30 %: 200/200 2.01, 200/200 status 2; 50 %: 200/200 2.01,
+198/200 (99.0 %) status 2 (196/200 in a run at load average 6-7).
 """
 
 import json
@@ -73,7 +71,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import Skip, TestFailure, host_port
+from harness import Skip, TestFailure, host_port, valgrind_enabled
 from topo import GW_PSK, MITIGATE, scope_body, entries
 
 TIMEOUT = 480
@@ -99,6 +97,11 @@ HOLD_MS = 4000
 # How long dots-test-client waits for each step's answer before moving
 # on: longer than the window, so that a late answer is seen as late.
 STEP_TIMEOUT_MS = 35000
+
+# Clients repeat an unanswered NON request (RFC 9132 §4.4.1), same
+# token: every 3 s until they have an RTT estimate (the GET /config over
+# clean links gives one), then once per RTO, at least 1 s apart.
+CLIENT_ARGS = ('--repeat-non', 'auto')
 
 # Under attack (values documented in the report and scripts/loss output):
 #   request-timeout 60: dotsgw keeps repeating a relayed NON request for
@@ -334,8 +337,15 @@ class Collector:
                         break
                 else:
                     continue
+            # dots-test-client stamps each event (CLOCK_MONOTONIC, which
+            # is time.monotonic() here, and wall-clock time) when it
+            # happens; the arrival time is the fallback.
+            mono, wall = time.monotonic(), time.time()
+            if isinstance(ev.get('mono_ms'), (int, float)) and \
+                    isinstance(ev.get('wall_ms'), (int, float)):
+                mono, wall = ev['mono_ms'] / 1000, ev['wall_ms'] / 1000
             with self.cond:
-                self.events.append((time.monotonic(), time.time(), ev))
+                self.events.append((mono, wall, ev))
                 self.cond.notify_all()
         with self.cond:
             self.done = True
@@ -352,6 +362,7 @@ class Request:
         # The PUT leaves when step `after` ends, plus `offset` seconds.
         self.after, self.offset = put_step - 1, 0.0
         self.sent = None        # (monotonic, wall) of the PUT
+        self.tries = 0          # transmissions of the PUT by the client
         self.code = None        # first answer to the PUT
         self.rsp_s = None       # its delay
         self.late = False
@@ -362,6 +373,7 @@ class Request:
 
     def reset(self):
         self.sent = self.code = self.rsp_s = self.timeout = None
+        self.tries = 0
         self.status2_s = self.rsp_mono = self.obs_mono = self.obs_s = None
         self.late = False
 
@@ -378,6 +390,7 @@ class Request:
                 'response_s': _r(self.rsp_s), 'late': self.late,
                 'observe_answer_s': _r(self.obs_s),
                 'timeout': self.timeout, 'status2_s': _r(self.status2_s),
+                'client_tries': self.tries,
                 'sent_utc': _utc(self.sent[1]) if self.sent else None}
 
 
@@ -508,7 +521,7 @@ class LossLab:
             self.ctx.client_bin, '--connect', host_port(*self.connect),
             '--transport', 'dtls', '--psk-id', ALICE[0],
             '--psk-key', ALICE[1], '--script', spath,
-            '--timeout-ms', timeout_ms])
+            '--timeout-ms', timeout_ms, *CLIENT_ARGS])
 
     def wait_ready(self, timeout=180):
         """Opens the shared upstream session with a holder client and waits
@@ -519,7 +532,7 @@ class LossLab:
             {'method': 'GET', 'path': '/.well-known/dots/config',
              'type': 'con'},
             {'sleep_ms': 3600000}], timeout_ms=120000)
-        self.gateway.wait_log(re.compile(r'\[provider\] ready\b'), timeout,
+        self.gateway.wait_log(re.compile(r'upstream=provider ready\b'), timeout,
                               since=mark)
         return time.monotonic() - t0
 
@@ -540,13 +553,8 @@ class LossLab:
         """Opens n client sessions over clean links, impairs the links,
         lets each client make one request, and restores the links.
 
-        One request per session: dots-test-client's libcoap 4.3.1 drops a
-        repeated CON response without ACKing it again (net.c
-        handle_response, last_con_mid), so once its ACK of dotsgw's CON
-        2.01 is lost dotsgw retransmits that response until it gives up
-        (about 45 s), and libcoap's NSTART = 1 holds every later CON
-        response on the session behind it. A second request on the same
-        session would measure that, not the loss."""
+        One request per session, so that each measures the loss alone
+        (and as the sessions of many clients under attack would)."""
         cond = threading.Condition()
         hold_ms = int(HOLD_MS * self.ctx.scale)
         plan = []
@@ -557,10 +565,10 @@ class LossLab:
             script = [{'method': 'GET', 'path': '/.well-known/dots/config',
                        'type': 'con'},
                       {'sleep_ms': hold_ms},
-                      {'method': 'PUT', 'path': path, 'type': 'con',
+                      {'method': 'PUT', 'path': path, 'type': 'non',
                        'body': scope_body(prefix=prefix)},
                       {'method': 'GET', 'path': path, 'observe': 0,
-                       'type': 'con'},
+                       'type': 'non'},
                       {'sleep_ms': 3600000}]
             r = Request(i, 1, cuid, prefix, 2)
             # The PUT leaves when the sleep after step 0 ends; a sleep
@@ -645,11 +653,17 @@ class LossLab:
         by_mid = {r.mid: r for r in reqs}
         by_put = {r.put_step: r for r in reqs}
         status_seen = {}
+        sent_at = {}         # PUT step -> (monotonic, wall) of its first try
         col.session_s = None
         for r in reqs:
             r.reset()
         for mono, wall, ev in col.events:
             kind, step = ev.get('event'), ev.get('step')
+            if kind == 'sent' and step in by_put:
+                r = by_put[step]
+                r.tries = max(r.tries, ev.get('try') or 0)
+                if ev.get('try') == 1:
+                    sent_at[step] = (mono, wall)
             if kind in ('response', 'timeout') and isinstance(step, int):
                 if kind == 'timeout' or not ev.get('late'):
                     ended.setdefault(step, (mono, wall))
@@ -666,7 +680,7 @@ class LossLab:
                     o.obs_mono = mono
                 if step == 0 and kind == 'response' and \
                         col.session_s is None:
-                    col.session_s = mono - col.started
+                    col.session_s = max(0.0, mono - col.started)
             if kind in ('response', 'notification'):
                 for e in entries(ev):
                     mid = e.get('mid')
@@ -677,9 +691,12 @@ class LossLab:
         wake = None
         for r in reqs:
             prev = ended.get(r.after)
-            if prev is None:
+            if r.put_step in sent_at:
+                r.sent = sent_at[r.put_step]
+            elif prev is not None:
+                r.sent = (prev[0] + r.offset, prev[1] + r.offset)
+            else:
                 continue
-            r.sent = (prev[0] + r.offset, prev[1] + r.offset)
             if r.rsp_mono is not None:
                 r.rsp_s = max(0.0, r.rsp_mono - r.sent[0])
             if r.obs_mono is not None:
@@ -718,7 +735,7 @@ class LossLab:
         lines = list(self.gateway.stderr_lines)
         pats = {
             'upstream session down': r'\] session down \(',
-            'upstream ready': r'\[provider\] ready\b',
+            'upstream ready': r'upstream=provider ready\b',
             'relayed request timed out (5.04)': r'REQ_RELAY_PUT token=\S+ '
                                                 r'timed out',
             'observe timed out': r'REQ_OBSERVE token=\S+ timed out',
@@ -764,7 +781,7 @@ class LossLab:
                 what += f' (client gave up: {r.timeout})'
             parts.append(what)
             if not sends or not within(sends[0]):
-                causes.append('PUT lost client->gateway (all CON tries)')
+                causes.append('PUT lost client->gateway (all tries)')
             elif not within(active):
                 causes.append('no upstream answer in time ('
                               f'{sum(1 for t in sends if within(t))} '
@@ -782,7 +799,7 @@ class LossLab:
                 if r.ok_rsp(window) or within(active):
                     causes.append('status 2 not obtained upstream in time')
             elif r.obs_s is None or r.obs_s > window:
-                causes.append('GET with Observe (CON) not answered in time '
+                causes.append('GET with Observe not answered in time '
                               'client<->gateway')
             else:
                 causes.append('status 2 notifications lost gateway->client')
@@ -905,11 +922,12 @@ def run_loss(ctx, mechanism, why, loss, nrequests, wave=WAVE,
     return res
 
 
-def check(res, target):
-    """Fails unless both fractions reach target (the per-request
-    explanations are in the test log)."""
+def check(res, target, need=None):
+    """Fails unless both fractions reach target, or at least need requests
+    when given (the per-request explanations are in the test log)."""
     n = res['requests']
-    need = math.ceil(target * n - 1e-9)
+    if need is None:
+        need = math.ceil(target * n - 1e-9)
     if res['accepted_in_window'] >= need and res['status2_in_window'] >= need:
         return
     causes = '; '.join(f'{c}: {k}' for c, k in sorted(
@@ -927,7 +945,11 @@ def check(res, target):
 SMALL_REQUESTS = 10
 
 
-def _small(ctx, want, loss, target, seed):
+def _small(ctx, want, loss, target, need, seed):
+    if valgrind_enabled():
+        raise Skip('dotsgw runs under valgrind (DOTSGW_VALGRIND=1): a loss '
+                   'measurement would measure valgrind; scripts/loss '
+                   'measures loss')
     mech, why = choose_mechanism()
     other = 'relay' if want == 'netem' else 'netem'
     pct = f'{loss * 100:.0f}'
@@ -939,20 +961,20 @@ def _small(ctx, want, loss, target, seed):
         raise Skip(f'netem available: test_{other}_loss{pct} covers this '
                    '(DOTSGW_LOSS_MECHANISM=relay forces the relay)')
     res = run_loss(ctx, mech, why, loss, SMALL_REQUESTS, seed=seed)
-    check(res, target)
+    check(res, target, need)
 
 
 def test_netem_loss30(ctx):
-    _small(ctx, 'netem', 0.30, 1.0, seed=30)
+    _small(ctx, 'netem', 0.30, 1.0, SMALL_REQUESTS, seed=30)
 
 
 def test_relay_loss30(ctx):
-    _small(ctx, 'relay', 0.30, 1.0, seed=30)
+    _small(ctx, 'relay', 0.30, 1.0, SMALL_REQUESTS, seed=30)
 
 
 def test_netem_loss50(ctx):
-    _small(ctx, 'netem', 0.50, 0.99, seed=50)
+    _small(ctx, 'netem', 0.50, 0.99, SMALL_REQUESTS - 1, seed=50)
 
 
 def test_relay_loss50(ctx):
-    _small(ctx, 'relay', 0.50, 0.99, seed=50)
+    _small(ctx, 'relay', 0.50, 0.99, SMALL_REQUESTS - 1, seed=50)
