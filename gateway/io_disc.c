@@ -157,7 +157,8 @@ static void on_dhcp(const struct dhcp_dots_cand *list, size_t n, void *arg)
 	if (n > CORE_TARGETS_MAX)
 		n = CORE_TARGETS_MAX;
 	e->ndhcp = n;
-	memcpy(e->dhcp_c, list, n * sizeof(list[0]));
+	if (n)	/* an empty list may come as NULL: memcpy(d, NULL, 0) is UB */
+		memcpy(e->dhcp_c, list, n * sizeof(list[0]));
 	dg_info(LOG_DISC, "upstream=%s DHCP: %zu candidate(s)", e->name, n);
 	publish(e);
 }

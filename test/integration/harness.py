@@ -766,8 +766,12 @@ class Context:
 
     # processes ---------------------------------------------------------------
 
-    def spawn(self, name, args, env=None, stdin=True, cwd=None):
-        """Starts a process (registered: stopped and checked at the end)."""
+    def spawn(self, name, args, env=None, stdin=True, cwd=None, netns=None):
+        """Starts a process (registered: stopped and checked at the end),
+        in the named network namespace if netns is given (``ip netns exec``
+        execs the command: pid, signals and exit code stay its own)."""
+        if netns:
+            args = ['ip', 'netns', 'exec', netns, *args]
         proc = Process(self._unique(name), args, self.tmp, env=self.env(env),
                        cwd=cwd or self.tmp, stdin=stdin, scale=self.scale)
         self.processes.append(proc)
@@ -801,13 +805,14 @@ class Context:
                         timeout=timeout, name='dotsgw-check')
 
     def start_gateway(self, config, args=(), ready=True, timeout=10,
-                      name='dotsgw', env=None):
-        """Starts ``dotsgw -c config`` and, unless ready is False, waits
-        for its "ready" log line."""
+                      name='dotsgw', env=None, netns=None):
+        """Starts ``dotsgw -c config`` (in network namespace netns if
+        given) and, unless ready is False, waits for its "ready" log
+        line."""
         cmd = [self.gateway_bin, '-c', config, *args]
         if valgrind_enabled():
             cmd = VALGRIND + cmd
-        proc = self.spawn(name, cmd, env=env)
+        proc = self.spawn(name, cmd, env=env, netns=netns)
         if ready:
             proc.wait_log(re.compile(r'\bready\b'), timeout)
         return proc
@@ -824,26 +829,29 @@ class Context:
 
     def start_test_server(self, transport='dtls', port=None,
                           host='127.0.0.1', psk=None, cert=None, args=(),
-                          name='server', timeout=10, env=None):
+                          name='server', timeout=10, env=None, netns=None):
         """Starts dots-test-server on host:port (port: a free one when
-        None) and waits for its "listening" event; proc.port is the port
-        it reports."""
+        None; give it with netns, a network namespace to run in) and
+        waits for its "listening" event; proc.port is the port it
+        reports."""
         if port is None:
             port = self.free_port(host)
         proc = self.spawn(name, [self.server_bin,
                                  '--listen', host_port(host, port),
                                  '--transport', transport,
-                                 *self._cred_args(psk, cert), *args], env=env)
+                                 *self._cred_args(psk, cert), *args], env=env,
+                          netns=netns)
         ev = proc.expect({'event': 'listening'}, timeout)
         proc.port = ev.get('port', port)
         return proc
 
     def start_test_client(self, connect, transport='dtls', script=(),
                           psk=None, cert=None, args=(), name='client',
-                          env=None):
+                          env=None, netns=None):
         """Starts dots-test-client against connect (a port on 127.0.0.1,
         (host, port) or 'HOST:PORT') running script (a list of steps,
-        written as JSON, or the path of a script file)."""
+        written as JSON, or the path of a script file), in network
+        namespace netns if given."""
         if isinstance(connect, int):
             connect = host_port('127.0.0.1', connect)
         elif isinstance(connect, tuple):
@@ -857,7 +865,8 @@ class Context:
         return self.spawn(name, [self.client_bin, '--connect', connect,
                                  '--transport', transport,
                                  *self._cred_args(psk, cert),
-                                 '--script', script_path, *args], env=env)
+                                 '--script', script_path, *args], env=env,
+                          netns=netns)
 
     def close(self):
         """Stops every process still running and returns the problems
