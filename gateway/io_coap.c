@@ -1548,36 +1548,43 @@ static int own_cuid(const struct gw_upstream *u, char out[IDENT_LEN + 1])
 	return rc;
 }
 
-static const struct gw_upstream *own_upstream(const struct io *io,
-					      const char *name,
-					      struct dg_diag *d)
+/*
+ * The upstream an operator request is for (NULL: the only one) and the
+ * gateway's cuid toward it. Returns 0, or the CoAP-style code with d set.
+ */
+static int own_target(const struct io *io, const char *name,
+		      const struct gw_upstream **u, char cuid[IDENT_LEN + 1],
+		      struct dg_diag *d)
 {
 	if (name)
-		return config_upstream_by_name(io->cfg, name);
-	if (io->cfg->nupstreams == 1)
-		return &io->cfg->upstreams[0];
-	dg_diag_set(d, "several upstreams: name one");
-	return NULL;
+		*u = config_upstream_by_name(io->cfg, name);
+	else
+		*u = io->cfg->nupstreams == 1 ? &io->cfg->upstreams[0] : NULL;
+	if (!*u) {
+		if (name)
+			dg_diag_set(d, "no upstream named \"%s\"", name);
+		else
+			dg_diag_set(d, "several upstreams: name one");
+		return DG_CODE_NOT_FOUND;
+	}
+	if (own_cuid(*u, cuid)) {
+		dg_diag_set(d, "cannot derive the gateway's cuid from %s",
+			    (*u)->cred.cert ? (*u)->cred.cert : (*u)->name);
+		return DG_CODE_UNAVAILABLE;
+	}
+	return 0;
 }
 
 int io_own_request(struct io *io, const char *upstream, const json_t *body,
 		   uint32_t *mid, char *cuid_out, const char **upstream_used,
 		   struct dg_diag *d)
 {
-	const struct gw_upstream *u = own_upstream(io, upstream, d);
+	const struct gw_upstream *u;
 	char cuid[IDENT_LEN + 1];
-	int code;
+	int code = own_target(io, upstream, &u, cuid, d);
 
-	if (!u) {
-		if (!d->text[0])
-			dg_diag_set(d, "no upstream named \"%s\"", upstream);
-		return DG_CODE_NOT_FOUND;
-	}
-	if (own_cuid(u, cuid)) {
-		dg_diag_set(d, "cannot derive the gateway's cuid from %s",
-			    u->cred.cert ? u->cred.cert : u->name);
-		return DG_CODE_UNAVAILABLE;
-	}
+	if (code)
+		return code;
 	code = core_own_request(io->core, u->name, cuid, body, mid, io_now(),
 				&io->acts, d);
 	run_actions(io);
@@ -1592,19 +1599,12 @@ int io_own_request(struct io *io, const char *upstream, const json_t *body,
 int io_own_withdraw(struct io *io, const char *upstream, uint32_t mid,
 		    struct dg_diag *d)
 {
-	const struct gw_upstream *u = own_upstream(io, upstream, d);
+	const struct gw_upstream *u;
 	char cuid[IDENT_LEN + 1];
-	int code;
+	int code = own_target(io, upstream, &u, cuid, d);
 
-	if (!u) {
-		if (!d->text[0])
-			dg_diag_set(d, "no upstream named \"%s\"", upstream);
-		return DG_CODE_NOT_FOUND;
-	}
-	if (own_cuid(u, cuid)) {
-		dg_diag_set(d, "cannot derive the gateway's cuid");
-		return DG_CODE_UNAVAILABLE;
-	}
+	if (code)
+		return code;
 	code = core_own_withdraw(io->core, u->name, cuid, mid, io_now(), &io->acts, d);
 	run_actions(io);
 	kick_if_needed(io);
