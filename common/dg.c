@@ -114,3 +114,19 @@ void dg_log_limited(struct dg_ratelimit *rl, uint64_t now_ms,
 		dg_log(level, group, "%s", msg);
 	}
 }
+
+const char *dg_echo(const char *v, size_t len, char buf[DG_ECHO_MAX + 4])
+{
+	size_t i;
+
+	if (!v)
+		return "?";
+	for (i = 0; i < len && v[i] && i < DG_ECHO_MAX; i++)
+		buf[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+	if (i < len && v[i]) {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
+}

@@ -87,6 +87,15 @@ void dg_log_limited(struct dg_ratelimit *rl, uint64_t now_ms,
 		    enum dg_log_level level, const char *group, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+/*
+ * A name that a peer or a file chose, made safe to print in a log line or
+ * an error: printable ASCII only ('?' otherwise: no line breaks to forge
+ * other lines, no terminal escapes), at most DG_ECHO_MAX bytes of it, then
+ * "..." when cut. len bounds v (SIZE_MAX: up to its NUL). Returns buf.
+ */
+#define DG_ECHO_MAX 64
+const char *dg_echo(const char *v, size_t len, char buf[DG_ECHO_MAX + 4]);
+
 /* A diagnostic text for the peer (RFC 7252 §5.5.2 diagnostic payload). */
 struct dg_diag {
 	char text[192];

@@ -39,7 +39,7 @@
  * not cost unbounded memory or a flood of lines. */
 #define CF_MAX_ERRORS 200
 /* Longest part of a configured value echoed back in an error line. */
-#define CF_ECHO_MAX 64
+#define CF_ECHO_MAX DG_ECHO_MAX
 
 enum cf_type {
 	CF_SECTION,  /* a nested group or list, parsed by its section function */
@@ -446,16 +446,7 @@ static void cf_flush_errors(struct cf_ctx *c)
  * inject terminal escapes or fake log lines. */
 static const char *cf_echo(const char *v, char buf[CF_ECHO_MAX + 4])
 {
-	size_t i;
-
-	for (i = 0; v[i] && i < CF_ECHO_MAX; i++)
-		buf[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
-	if (v[i]) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
+	return dg_echo(v, SIZE_MAX, buf);
 }
 
 static void cf_key_path(char *buf, size_t len, const char *where, const char *name)

@@ -17,7 +17,7 @@
 #include "../common/core.h"
 #include "config.h"
 
-#define CTL_ECHO_MAX 64
+#define CTL_ECHO_MAX DG_ECHO_MAX
 
 struct ctl_cmd {
 	const char *name;
@@ -49,19 +49,9 @@ static json_t *jstr(const char *s)
 	return j;
 }
 
-/* Copies at most CTL_ECHO_MAX printable bytes of a name for an error. */
 static const char *echo(const char *v, char buf[CTL_ECHO_MAX + 4])
 {
-	size_t i;
-
-	for (i = 0; v[i] && i < CTL_ECHO_MAX; i++)
-		buf[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
-	if (v[i]) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
+	return dg_echo(v, SIZE_MAX, buf);
 }
 
 static const char *transport_name(int t)

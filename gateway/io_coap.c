@@ -287,22 +287,6 @@ static void dn_detach(struct io *io, coap_session_t *s)
 	free(d);
 }
 
-/* A peer-chosen name made safe for a log line: printable ASCII only (no
- * line breaks to forge other lines), at most 64 bytes. */
-static const char *log_safe(const char *in, size_t len, char out[68])
-{
-	size_t i;
-
-	if (!in)
-		return "?";
-	for (i = 0; i < len && i < 64 && in[i]; i++)
-		out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
-	if (i < len && in[i])
-		out[i++] = '+';
-	out[i] = '\0';
-	return out;
-}
-
 static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 					  coap_session_t *s, void *arg)
 {
@@ -314,12 +298,12 @@ static const coap_bin_const_t *psk_lookup(coap_bin_const_t *identity,
 		return NULL;
 	cl = config_client_by_psk(io->cfg, identity->s, identity->length);
 	if (!cl) {
-		char peer[64], id[68];
+		char peer[64], id[DG_ECHO_MAX + 4];
 		peer_string(s, peer, sizeof(peer));
 		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
 			       "peer=%s psk-identity=%s: not configured; handshake refused",
-			       peer, log_safe((const char *)identity->s,
-					      identity->length, id));
+			       peer, dg_echo((const char *)identity->s,
+					     identity->length, id));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_psk_identity";
 		return NULL;
@@ -342,11 +326,11 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 	size_t spki_len = 0;
 
 	if (!validated) {
-		char peer[64], name[68];
+		char peer[64], name[DG_ECHO_MAX + 4];
 		peer_string(s, peer, sizeof(peer));
 		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
 			       "peer=%s cert-name=%s: certificate did not verify; handshake refused",
-			       peer, log_safe(cn, SIZE_MAX, name));
+			       peer, dg_echo(cn, SIZE_MAX, name));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "bad_certificate";
 		return 0;
@@ -355,11 +339,11 @@ static int cert_check(const char *cn, const uint8_t *der, size_t der_len,
 		return 1; /* a CA of the chain; the leaf decides */
 	cl = cn ? config_client_by_cert_name(io->cfg, cn) : NULL;
 	if (!cl) {
-		char peer[64], name[68];
+		char peer[64], name[DG_ECHO_MAX + 4];
 		peer_string(s, peer, sizeof(peer));
 		dg_log_limited(&io->rl_peer, io_now(), DG_LOG_WARN, LOG_IO,
 			       "peer=%s cert-name=%s: not configured; handshake refused",
-			       peer, log_safe(cn, SIZE_MAX, name));
+			       peer, dg_echo(cn, SIZE_MAX, name));
 		if (io->metrics && (d = dn_attach(io, s)))
 			d->hs_reason = "unknown_certificate_name";
 		return 0;

@@ -68,11 +68,33 @@ static void test_clock_going_back_resets(void **state)
 	dg_log_set_hook(NULL, NULL);
 }
 
+static void test_echo_printable_bounded(void **state)
+{
+	char buf[DG_ECHO_MAX + 4], longer[200];
+
+	(void)state;
+	/* A line break would forge a log line; an escape, a terminal. */
+	assert_string_equal(dg_echo("evil\nlevel=err x\x1b[2J", SIZE_MAX, buf),
+			    "evil?level=err x?[2J");
+	/* Length-bounded input (a PSK identity is not NUL-terminated). */
+	assert_string_equal(dg_echo("alice-and-more", 5, buf), "alice");
+	memset(longer, 'a', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	dg_echo(longer, SIZE_MAX, buf);
+	assert_int_equal(strlen(buf), DG_ECHO_MAX + 3);
+	assert_string_equal(buf + DG_ECHO_MAX, "...");
+	/* Exactly DG_ECHO_MAX bytes: no "...". */
+	longer[DG_ECHO_MAX] = '\0';
+	assert_int_equal(strlen(dg_echo(longer, SIZE_MAX, buf)), DG_ECHO_MAX);
+	assert_string_equal(dg_echo(NULL, 3, buf), "?");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_burst_then_silence_then_count),
 		cmocka_unit_test(test_clock_going_back_resets),
+		cmocka_unit_test(test_echo_printable_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
