@@ -221,6 +221,26 @@ static void raise_nofile(void)
 	dg_debug("main", "open-file limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* A start that failed once io was running: stop what runs, let the loop
+ * close the handles, free the rest. Returns the exit status. */
+static int start_failed(struct app *app)
+{
+	io_ctl_stop(app->ctl);
+	io_disc_stop(app->disc);
+	app->disc = NULL;
+	io_stop(app->io);
+	io_metrics_stop(app->metrics_io);
+	uv_run(&app->loop, UV_RUN_DEFAULT);
+	io_free(app->io);
+	io_ctl_free(app->ctl);
+	io_metrics_free(app->metrics_io);
+	metrics_free(app->metrics);
+	uv_loop_close(&app->loop);
+	coap_cleanup();
+	config_free(app->cfg);
+	return 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -311,13 +331,7 @@ int main(int argc, char **argv)
 	rc = io_disc_start(&app.loop, app.io, app.cfg, &app.disc);
 	if (rc) {
 		dg_err("main", "cannot start: discovery: %s", dg_strerror(rc));
-		io_stop(app.io);
-		uv_run(&app.loop, UV_RUN_DEFAULT);
-		io_free(app.io);
-		uv_loop_close(&app.loop);
-		coap_cleanup();
-		config_free(app.cfg);
-		return 1;
+		return start_failed(&app);
 	}
 	if (app.cfg->metrics.enabled) {
 		app.metrics = metrics_new();
@@ -330,17 +344,7 @@ int main(int argc, char **argv)
 					      &app.metrics_io);
 		if (rc) {
 			dg_err("main", "cannot start the metrics endpoint: %s", dg_strerror(rc));
-			io_disc_stop(app.disc);
-			io_stop(app.io);
-			io_metrics_stop(app.metrics_io);
-			uv_run(&app.loop, UV_RUN_DEFAULT); /* closes the handles */
-			io_free(app.io);
-			io_metrics_free(app.metrics_io);
-			metrics_free(app.metrics);
-			uv_loop_close(&app.loop);
-			coap_cleanup();
-			config_free(app.cfg);
-			return 1;
+			return start_failed(&app);
 		}
 	}
 	const struct io_ctl_callbacks ctl_cb = {
@@ -353,18 +357,7 @@ int main(int argc, char **argv)
 		/* Configured, so needed: do not run without it. */
 		dg_err("main", "cannot start: control socket %s: %s",
 		       app.cfg->control_socket, dg_strerror(rc));
-		io_disc_stop(app.disc);
-		io_stop(app.io);
-		io_metrics_stop(app.metrics_io);
-		uv_run(&app.loop, UV_RUN_DEFAULT);
-		io_free(app.io);
-		io_ctl_free(app.ctl);
-		io_metrics_free(app.metrics_io);
-		metrics_free(app.metrics);
-		uv_loop_close(&app.loop);
-		coap_cleanup();
-		config_free(app.cfg);
-		return 1;
+		return start_failed(&app);
 	}
 	if (rc)
 		dg_warn("main", "no control socket (default path %s: %s); set control.socket to require one",
